@@ -86,6 +86,11 @@ class ProtocolConfig(_Section):
     """The two-pass teaching protocol, shared by probe, GRPO and evaluation."""
 
     baseline_k: int = Field(default=2, ge=1)
+    probe: Literal["approach", "attempt"] = Field(
+        default="approach",
+        description="what the teacher sees: the student's stated approach (a separate short generation, as in ATLAS)"
+        " or its first attempt at the problem (the first baseline sample; no extra generation)",
+    )
     probe_max_tokens: int = Field(default=16, ge=1)
     student_max_tokens: int = Field(default=16, ge=1)
     teacher_max_tokens: int = Field(default=24, ge=1)
@@ -116,6 +121,12 @@ class SFTConfig(_Section):
     use_student_probe: bool = True
     adaptive_targets: bool = False
     solved_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="baseline accuracy counted as solved")
+    abstain_rule: Literal["solved", "visible"] = Field(
+        default="solved",
+        description="with adaptive_targets: stay silent where the attempt is right (solved), or where attempts that"
+        " look alike (same kind, finished or not) are mostly right on the train split (visible)",
+    )
+    wrong_threshold: float = Field(default=0.75, ge=0.0, le=1.0, description="visible rule: teach at this wrong rate")
     seed: int = 0
 
 

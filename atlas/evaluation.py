@@ -2,7 +2,8 @@
 
 For each evaluation problem: the cached baseline samples and probe (probe stage), the teacher's guidance (greedy:
 the deployment setting) from the exact teacher prompt GRPO trained on, and `k` taught student samples. The teacher
-`none` gets `k` fresh unguided samples instead, so its non-degradation rate is the sampling noise floor.
+`none` gets `k` fresh unguided samples instead, so its non-degradation rate is the sampling noise floor (with a
+greedy student, unguided answers are the cached baseline answers and the floor is exactly 100%).
 Metric definitions live in `atlas.metrics` and docs/metrics.md.
 """
 
@@ -19,10 +20,8 @@ from atlas.protocol import (
     extract_teaching,
     grade,
     guidance_leaks,
-    likelihood_prompt,
-    likelihood_target,
     render_teacher_prompt,
-    student_messages,
+    taught_answers,
 )
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ def teacher_guidance(cfg: AtlasConfig, teacher_dir: Path, probes: list[dict]) ->
     teacher = HFGenerator.from_path(
         teacher_dir, cfg.models.teacher, resolve_device(cfg.models.device), cfg.protocol.batch_size, name="teacher"
     )
-    prompts = [render_teacher_prompt(teacher.tokenizer, p["problem"], p["probe"]) for p in probes]
+    prompts = [render_teacher_prompt(teacher.tokenizer, p["problem"], p["probe"], cfg.protocol.probe) for p in probes]
     outs = teacher.generate(
         prompts, max_new_tokens=cfg.protocol.teacher_max_tokens, temperature=0.0, desc=f"teacher {teacher_dir.name}"
     )
@@ -48,25 +47,11 @@ def teacher_guidance(cfg: AtlasConfig, teacher_dir: Path, probes: list[dict]) ->
 def evaluate_teacher(cfg: AtlasConfig, student, name: str, teacher_dir: Path | None, probes: list[dict]) -> list[dict]:
     """Outcome rows (one per problem) for one teacher; `teacher_dir=None` is the student alone."""
     k = cfg.evaluation.k
-    p = cfg.protocol
     if teacher_dir is None:
         teachings = [""] * len(probes)
     else:
         teachings = [extract_teaching(c) for c in teacher_guidance(cfg, teacher_dir, probes)]
-    prompts = [student_messages(pr["problem"], t or None, p.few_shot) for pr, t in zip(probes, teachings, strict=True)]
-    samples = student.generate(
-        prompts,
-        max_new_tokens=p.student_max_tokens,
-        temperature=p.student_temperature,
-        num_samples=k,
-        seed=cfg.evaluation.seed + 1,
-        desc=f"student taught by {name} x{k}",
-    )
-    logps = student.logprob(
-        [likelihood_prompt(student.render(m)) for m in prompts],
-        [likelihood_target(pr["ground_truth"]) for pr in probes],
-        desc=f"student log p(gold) [{name}]",
-    )
+    samples, logps = taught_answers(cfg, student, probes, teachings, k, seed=cfg.evaluation.seed + 1, label=name)
     rows = []
     for pr, teaching, outs, logp in zip(probes, teachings, samples, logps, strict=True):
         graded = [grade(o.text, pr["ground_truth"], o.truncated) for o in outs]

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from atlas.config import ModelSpec
 from atlas.errors import AtlasError
+from atlas.train.common import save_model
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def build_tiny(out_dir: Path, seed: int) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    _save_atomically(model, tokenizer, out_dir)
+    save_model(model, tokenizer, out_dir)
     return out_dir
 
 
@@ -130,18 +130,8 @@ def convert_smollm2(out_dir: Path) -> Path:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    _save_atomically(model, tokenizer, out_dir)
+    save_model(model, tokenizer, out_dir)
     return out_dir
-
-
-def _save_atomically(model, tokenizer, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
 
 
 def materialize(spec: ModelSpec, out_dir: Path) -> Path:

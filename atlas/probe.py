@@ -1,8 +1,9 @@
 """Probe stage: what the frozen student does alone. Computed once, cached by DVC, reused by GRPO and evaluation.
 
-For every problem used downstream (the GRPO training prompts and the evaluation problems): the student's diagnostic
-probe (greedy, short), `k` sampled baseline answers graded against the ground truth, and the teacher-forced
-log-probability of the gold answer without guidance (the reference point of the likelihood reward).
+For every problem used downstream (the GRPO training prompts and the evaluation problems): `k` baseline answers
+graded against the ground truth, the student's diagnostic probe (`protocol.probe`: a separate short greedy
+"approach" generation, or the first baseline answer as its "attempt"), and the teacher-forced log-probability of the
+gold answer without guidance (the reference point of the likelihood reward).
 """
 
 from __future__ import annotations
@@ -28,12 +29,6 @@ def selected_problems(cfg: AtlasConfig) -> list[dict]:
 def probe_records(cfg: AtlasConfig, student, problems: list[dict]) -> list[dict]:
     """Run steps 1-2 of the protocol (and the no-guidance likelihood) for `problems` with a `HFGenerator`."""
     p = cfg.protocol
-    probes = student.generate(
-        [probe_messages(r["problem"]) for r in problems],
-        max_new_tokens=p.probe_max_tokens,
-        temperature=0.0,
-        desc="student: probes",
-    )
     baselines = student.generate(
         [student_messages(r["problem"], None, p.few_shot) for r in problems],
         max_new_tokens=p.student_max_tokens,
@@ -42,12 +37,21 @@ def probe_records(cfg: AtlasConfig, student, problems: list[dict]) -> list[dict]
         seed=p.seed,
         desc=f"student: baseline x{p.baseline_k}",
     )
+    if p.probe == "attempt":
+        probes = [samples[0].text for samples in baselines]
+    else:
+        outs = student.generate(
+            [probe_messages(r["problem"]) for r in problems],
+            max_new_tokens=p.probe_max_tokens,
+            temperature=0.0,
+            desc="student: probes",
+        )
+        probes = [o[0].text for o in outs]
     logps = student.logprob(
         [likelihood_prompt(student.render(student_messages(r["problem"], None, p.few_shot))) for r in problems],
         [likelihood_target(r["ground_truth"]) for r in problems],
         desc="student: log p(gold)",
     )
-    gold = _gold_teaching_outcomes(cfg, student, problems)
     out = []
     for row, probe, samples, logp in zip(problems, probes, baselines, logps, strict=True):
         graded = []
@@ -69,31 +73,13 @@ def probe_records(cfg: AtlasConfig, student, problems: list[dict]) -> list[dict]
                 "kind": row.get("kind") or "unknown",
                 "problem": row["problem"],
                 "ground_truth": row["ground_truth"],
-                "probe": probe[0].text.strip(),
+                "probe": probe.strip(),
                 "baseline": graded,
                 "baseline_accuracy": sum(g["correct"] for g in graded) / len(graded),
                 "baseline_logp": logp,
-                "gold_taught_correct": gold.get(row["id"]),
             }
         )
     return out
-
-
-def _gold_teaching_outcomes(cfg: AtlasConfig, student, problems: list[dict]) -> dict[str, bool]:
-    """Train problems only: is the student right when given the dataset's own teaching? SFT uses this to keep
-    only demonstrations that help this student (`sft.adaptive_targets`). Eval problems are never touched."""
-    rows = [r for r in problems if r.get("split") == "train" and r.get("teaching")]
-    if not rows:
-        return {}
-    p = cfg.protocol
-    outs = student.generate(
-        [student_messages(r["problem"], r["teaching"], p.few_shot) for r in rows],
-        max_new_tokens=p.student_max_tokens,
-        temperature=p.student_temperature,
-        seed=p.seed + 1,
-        desc="student: with dataset teaching",
-    )
-    return {r["id"]: grade(o[0].text, r["ground_truth"], o[0].truncated)[0] for r, o in zip(rows, outs, strict=True)}
 
 
 def run_probe(cfg: AtlasConfig) -> dict:

@@ -2,7 +2,8 @@
 
 For a problem q with ground truth a:
 1. baseline: the student solves q alone (k samples);
-2. probe: the student briefly says how it would approach q;
+2. probe: what the teacher gets to see of the student (`protocol.probe`): either the student's stated approach (a
+   separate short generation, as in ATLAS) or its first attempt at q (the first baseline sample, at no extra cost);
 3. guidance: the teacher reads q and the probe and writes `<thinking>...</thinking><teaching>...</teaching>`;
 4. taught answer: the student solves q with only the `<teaching>` text as a hint;
 5. answers are extracted and checked by mathematical equivalence (`atlas.answers`).
@@ -17,15 +18,24 @@ from __future__ import annotations
 import re
 
 from atlas.answers import extract_answer, mentions_answer
+from atlas.generation import Generation
 
 STUDENT_SYSTEM = (
     "You are a careful student. Solve the problem, then give the final answer inside <solution></solution>."
 )
-TEACHER_SYSTEM = (
-    "You are a teacher for a small student model. Read the problem and the student's stated approach. "
-    "Inside <thinking></thinking>, diagnose the approach in one or two sentences. Inside <teaching></teaching>, give "
-    "one or two short sentences of guidance that fix the approach. Never state the final answer."
-)
+TEACHER_SYSTEM = {
+    "approach": (
+        "You are a teacher for a small student model. Read the problem and the student's stated approach. "
+        "Inside <thinking></thinking>, diagnose the approach in one or two sentences. Inside <teaching></teaching>, "
+        "give one or two short sentences of guidance that fix the approach. Never state the final answer."
+    ),
+    "attempt": (
+        "You teach a small student. Read the problem and the student's attempt. In <thinking></thinking>, judge the "
+        "attempt. In <teaching></teaching>, write a short hint that fixes it, or nothing if it is right. "
+        "Never state the final answer."
+    ),
+}
+PROBE_LABEL = {"approach": "Student's approach", "attempt": "Student's attempt"}
 PROBE_INSTRUCTION = "Do not solve it yet. In one sentence, say what kind of problem this is and your first step."
 SOLVE_INSTRUCTION = "Solve it step by step and put the final number in <solution></solution>."
 
@@ -74,14 +84,15 @@ def probe_messages(problem: str) -> list[dict[str, str]]:
     ]
 
 
-def teacher_messages(problem: str, probe: str) -> list[dict[str, str]]:
-    user = f"Problem: {problem.strip()}\n\nStudent's approach: {probe.strip() or '(no answer)'}"
-    return [{"role": "system", "content": TEACHER_SYSTEM}, {"role": "user", "content": user}]
+def teacher_messages(problem: str, probe: str, probe_kind: str = "approach") -> list[dict[str, str]]:
+    user = f"Problem: {problem.strip()}\n\n{PROBE_LABEL[probe_kind]}: {probe.strip() or '(no answer)'}"
+    return [{"role": "system", "content": TEACHER_SYSTEM[probe_kind]}, {"role": "user", "content": user}]
 
 
-def render_teacher_prompt(tokenizer, problem: str, probe: str) -> str:
+def render_teacher_prompt(tokenizer, problem: str, probe: str, probe_kind: str = "approach") -> str:
     """The exact string the teacher sees, in SFT, GRPO and evaluation alike."""
-    return tokenizer.apply_chat_template(teacher_messages(problem, probe), tokenize=False, add_generation_prompt=True)
+    messages = teacher_messages(problem, probe, probe_kind)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def teacher_target(diagnosis: str | None, teaching: str) -> str:
@@ -128,3 +139,39 @@ def grade(text: str, ground_truth: str | None, truncated: bool) -> tuple[bool, b
     answer = extract_answer(text)
     correct = ground_truth is not None and answers_match(answer, ground_truth)
     return correct, completed(text, truncated)
+
+
+def taught_answers(
+    cfg, student, probes: list[dict], teachings: list[str], k: int, seed: int, label: str, score: bool = True
+) -> tuple[list[list[Generation]], list[float | None]]:
+    """Step 4 of the protocol: `k` student answers per problem (`probes` are probe-stage records) under its guidance,
+    and the log p(gold) under it when `score`. With a greedy student an empty guidance
+    is the baseline prompt, so its answer and log p(gold) are the cached baseline ones (exactly what a new
+    generation would give, minus the batch-padding jitter); only guided prompts are generated."""
+    p = cfg.protocol
+    reuse = p.student_temperature == 0
+    todo = [i for i, t in enumerate(teachings) if t or not reuse]
+    prompts = [student_messages(probes[i]["problem"], teachings[i] or None, p.few_shot) for i in todo]
+    fresh = student.generate(
+        prompts,
+        max_new_tokens=p.student_max_tokens,
+        temperature=p.student_temperature,
+        num_samples=k,
+        seed=seed,
+        desc=f"student taught by {label} x{k}",
+    )
+    fresh_logps: list[float | None] = [None] * len(todo)
+    if score:
+        fresh_logps = student.logprob(
+            [likelihood_prompt(student.render(m)) for m in prompts],
+            [likelihood_target(probes[i]["ground_truth"]) for i in todo],
+            desc=f"student log p(gold) [{label}]",
+        )
+    samples, logps = [], []
+    for pr in probes:
+        first = pr["baseline"][0]
+        samples.append([Generation(first["text"], first["tokens"], first["truncated"])] * k)
+        logps.append(pr["baseline_logp"] if score else None)
+    for i, outs, logp in zip(todo, fresh, fresh_logps, strict=True):
+        samples[i], logps[i] = outs, logp
+    return samples, logps

@@ -165,21 +165,6 @@ def summary_markdown(eval_json: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write `text` to `path` atomically (temp file in the same directory, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _new_figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 

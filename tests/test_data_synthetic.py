@@ -20,10 +20,13 @@ def _numbers(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", text)]
 
 
-def _answer_from_teaching(kind: str, teaching: str) -> Fraction:
+def _answer_from_teaching(kind: str, teaching: str, problem: str) -> Fraction:
     """Recompute the answer from what the guidance says to do: the guidance and the ground truth must agree."""
     n = _numbers(teaching)
-    if kind in ("add", "sub", "mul", "two_step", "multi_step"):
+    if kind == "mul":  # the plan names no numbers: groups times the number in each group
+        a, b = _numbers(problem)[:2]
+        return Fraction(a * b)
+    if kind in ("add", "sub", "two_step", "multi_step", "units"):
         expression = teaching.rsplit("is", 1)[-1] if "calculation is" in teaching else teaching.rsplit("so", 1)[-1]
         expression = expression.replace("×", "*").strip(" .")
         assert re.fullmatch(r"[\d\s+\-*]+", expression), expression
@@ -32,8 +35,6 @@ def _answer_from_teaching(kind: str, teaching: str) -> Fraction:
         return Fraction(n[0], n[1]) * n[2]
     if kind == "percent":  # "p% means p out of every 100, so compute B × p ÷ 100"
         return Fraction(n[-3] * n[-2], n[-1])
-    if kind == "units":  # "1 big is F small, so multiply a by F[, then add b]" / "the calculation is a × F"
-        return Fraction(n[2] * n[3] + (n[4] if len(n) > 4 else 0))
     if kind == "fencepost":  # divide L by s, then add 1
         return Fraction(n[0], n[1]) + n[2]
     raise AssertionError(kind)
@@ -65,11 +66,13 @@ def test_ground_truth_is_verifiable_and_never_copied_or_leaked(difficulty):
     for record in generate(135, 11, ALL, difficulty):
         truth = record["ground_truth"]
         assert parse_answer(truth) == Fraction(int(truth)) and int(truth) > 0
-        assert _answer_from_teaching(record["kind"], record["teaching"]) == int(truth), record
+        assert _answer_from_teaching(record["kind"], record["teaching"], record["problem"]) == int(truth), record
         assert int(truth) not in _numbers(record["problem"]), record
         for field in ("approach", "diagnosis", "teaching"):
             assert not mentions_answer(record[field], truth), (field, record)
         assert len(re.findall(r"[.!?](\s|$)", record["teaching"])) <= 2
+        # numbers are copied from the question (plus fixed facts: +1, per 100, unit factors), never computed
+        assert set(_numbers(record["teaching"])) <= set(_numbers(record["problem"])) | {1, 60, 100, 1000}, record
 
 
 def test_student_approach_is_sometimes_right_and_sometimes_mistaken():

@@ -132,6 +132,35 @@ def test_logprob_is_finite_negative_and_falls_when_tokens_are_appended(tiny):
     assert one_by_one == pytest.approx(scores, abs=1e-4)
 
 
+FEW_SHOT = [
+    student_messages("Ann has 4 apples and buys 3 more. How many apples does she have?"),
+    student_messages("Ann has 4 apples and buys 3 more. How many apples does she have?"),  # identical rows
+    student_messages("Ann has 4 apples and buys 3 more. How many apples does she have?", "Add 4 and 3."),
+    student_messages("A road is 120 m long. Trees stand every 10 m. How many gaps?"),
+]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[0, 1], [0, 1, 2, 3], [2, 3], [0, 2]],
+    ids=["identical", "mixed", "different hints", "hint or not"],
+)
+def test_shared_prefix_batches_match_one_at_a_time(tiny, rows):
+    """Few-shot prompts share ~200 tokens: the batch runs them once (KV cache) and must change nothing."""
+    import atlas.generation as generation
+
+    prompts = [FEW_SHOT[i] for i in rows]
+    targets = ["<solution>7</solution>"] * len(prompts)
+    batched = hf(tiny, batch_size=8)
+    ids = batched._encode([batched.render(p) for p in prompts])
+    assert generation._common_prefix(ids) >= generation.MIN_SHARED_PREFIX  # the shared-prefix path is exercised
+    single = hf(tiny, batch_size=1)
+    assert [o[0].text for o in batched.generate(prompts, max_new_tokens=8, temperature=0.0)] == [
+        o[0].text for o in single.generate(prompts, max_new_tokens=8, temperature=0.0)
+    ]
+    assert batched.logprob(prompts, targets) == pytest.approx(single.logprob(prompts, targets), abs=1e-4)
+
+
 # -- a fake OpenAI-compatible server ----------------------------------------------------------------------------------
 
 

@@ -113,7 +113,9 @@ def test_plot_overwrites_and_empty_history_still_renders(tmp_path: Path) -> None
 
 
 def test_write_text_atomic(tmp_path: Path) -> None:
-    path = reports.write_text_atomic(tmp_path / "sub" / "eval_summary.md", "# hi\n")
+    from atlas.io import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "sub" / "eval_summary.md", "# hi\n")
     assert path.read_text(encoding="utf-8") == "# hi\n"
     assert [p.name for p in path.parent.iterdir()] == ["eval_summary.md"]
 

@@ -25,6 +25,8 @@ def score(tmp_path, **changes):
         ("stayed wrong", {"baseline_accuracy": 0.0, "taught_response": WRONG}, {"accuracy": 0.2, "helpfulness": 0.475}),
         ("degraded", {"baseline_accuracy": 1.0, "taught_response": WRONG}, {"accuracy": 0.2, "helpfulness": 0.3}),
         ("half baseline", {"baseline_accuracy": 0.5, "taught_response": RIGHT}, {"helpfulness": 0.7 * 0.875 + 0.3}),
+        ("silent, solved alone", {"teaching": "", "baseline_accuracy": 1.0}, {"diagnostic": 1.0}),
+        ("silent, not solved alone", {"teaching": "", "baseline_accuracy": 0.0}, {"diagnostic": 0.0}),
         (
             "leaked answer",
             {"teaching": "Multiply 3 by 4 to get 12.", "taught_response": RIGHT},

@@ -7,8 +7,11 @@ with the typical mistake of its kind), a teacher `diagnosis` that names the mist
 Design constraints come from measuring SmolLM2-135M-Instruct as the student (reference/teaching-feasibility.md):
 
 * the answer never equals a number written in the question, so copying a number from the question is never right;
-* guidance states the expression or relation ("the calculation is 4 x 9", "first find the price of one item") or the
-  unit fact, not a computed intermediate (a stated intermediate gets copied as the answer);
+* guidance states the plan, the relation or the expression ("multiply the number of boxes by the number in each box",
+  "first find the price of one item", "the calculation is 4 × 100") with numbers copied from the question, never a
+  computed one: a 135M teacher cannot compute them reliably (measured: its "18 / 3 = 5 gaps" hints were wrong half the
+  time); among such wordings, the one measured to turn this student's wrong answers right most often
+  (docs/cpu-preset.md);
 * no text shown with the problem (approach, diagnosis, teaching) states the answer: asserted for every record.
 
 `difficulty` in [0, 1] scales the size of the numbers, the number of steps of `multi_step`, the share of compound
@@ -109,7 +112,7 @@ def _mul(rng: random.Random, d: float) -> _Draft:
         mistake=f"I add the {boxes} and the {things}: {a} plus {b}.",
         confirm=f"The plan is right: equal groups of {things} call for multiplication.",
         diagnose=f"The student adds the number of {boxes} to the number in one {box}; equal groups need multiplying.",
-        teaching=f"Each {box} has the same number, so multiply: the calculation is {a} × {b}.",
+        teaching=f"Multiply the number of {boxes} by the number of {things} in each {box}.",
     )  # fmt: skip
 
 
@@ -220,7 +223,7 @@ def _units(rng: random.Random, d: float) -> _Draft:
             mistake=f"I add {a} and {b}.",
             confirm=f"The plan is right: convert to {small} first, then add.",
             diagnose=f"The student adds {big} to {small} directly; they must be in the same unit first.",
-            teaching=f"1 {big[:-1]} is {factor} {small}, so multiply {a} by {factor}, then add {b}.",
+            teaching=f"The calculation is {a} × {factor} + {b}.",
         )  # fmt: skip
     wrong = 10 if factor != 10 else 100
     problem = f"{measured.format(f'{a} {big}')} How many {small} is that?"
@@ -230,7 +233,7 @@ def _units(rng: random.Random, d: float) -> _Draft:
         mistake=f"I multiply {a} by {wrong}.",
         confirm=f"The plan is right: one {big[:-1]} is {factor} {small}.",
         diagnose=f"The student uses {wrong} {small} per {big[:-1]}, but one {big[:-1]} is {factor} {small}.",
-        teaching=f"1 {big[:-1]} is {factor} {small}, so the calculation is {a} × {factor}.",
+        teaching=f"The calculation is {a} × {factor}.",
     )  # fmt: skip
 
 

@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 FINGERPRINT = "fingerprint.json"
 
 
-def grpo_rows(probes: dict[str, dict], tokenizer) -> list[dict]:
+def grpo_rows(probes: dict[str, dict], tokenizer, probe_kind: str = "approach") -> list[dict]:
     return [
-        {"prompt": render_teacher_prompt(tokenizer, p["problem"], p["probe"]), "id": p["id"]} for p in probes.values()
+        {"prompt": render_teacher_prompt(tokenizer, p["problem"], p["probe"], probe_kind), "id": p["id"]}
+        for p in probes.values()
     ]
 
 
@@ -89,7 +90,8 @@ def run_grpo(
     if resume:
         log.info("resuming GRPO from %s", resume)
     before = snapshot(model)
-    trainer = _trainer(cfg, model, tokenizer, grpo_rows(probes, tokenizer), funcs, weights, Path(work_dir), device)
+    rows = grpo_rows(probes, tokenizer, cfg.protocol.probe)
+    trainer = _trainer(cfg, model, tokenizer, rows, funcs, weights, Path(work_dir), device)
     for callback in callbacks or []:
         trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=resume)
@@ -125,7 +127,9 @@ def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device
     from trl import GRPOConfig, GRPOTrainer
 
     from atlas.train.callbacks import MlflowMetricsCallback
+    from atlas.train.common import score_only_completions_on_cpu
 
+    score_only_completions_on_cpu(device)
     g = cfg.grpo
     args = GRPOConfig(
         output_dir=str(work_dir),

@@ -20,6 +20,49 @@ log = logging.getLogger(__name__)
 
 
 NO_GUIDANCE_THINKING = "The student already handles this problem; extra guidance could only distract."
+# With `protocol.probe: attempt` the teacher sees the student's attempt, so the thinking is the verdict on it (the
+# dataset's diagnosis describes the dataset's own student approach, not this attempt).
+VERDICTS = {
+    "right": "The attempt is right.",
+    "wrong": "The attempt is wrong.",
+    "likely_right": "Attempts like this one are usually right.",
+    "likely_wrong": "Attempts like this one are usually wrong.",
+    "unfinished": "The attempt does not finish.",
+}
+
+
+def visible_group(probe: dict) -> tuple[str, bool]:
+    """What the teacher can see of how an attempt will fare: the kind of problem and whether the attempt finished."""
+    return probe.get("kind") or "unknown", bool(probe["baseline"][0]["completed"])
+
+
+def wrong_rates(probes: dict[str, dict]) -> dict[tuple[str, bool], float]:
+    """Per visible group, how often the student alone is wrong on the train split."""
+    groups: dict[tuple[str, bool], list[float]] = {}
+    for probe in probes.values():
+        groups.setdefault(visible_group(probe), []).append(1.0 - probe["baseline_accuracy"])
+    return {group: sum(v) / len(v) for group, v in groups.items()}
+
+
+def adaptive_target(probe: dict, cfg, rates: dict) -> tuple[str, bool]:
+    """(thinking, teach?) for one train problem under `sft.abstain_rule`:
+
+    - `solved`: stay silent exactly where the student's attempt is right. The teacher has to tell that from the
+      attempt, which a small teacher cannot do reliably (it would have to check the arithmetic).
+    - `visible`: teach where attempts that look like this one (same kind, finished or not) are wrong at least
+      `sft.wrong_threshold` of the time on the train split; stay silent elsewhere. A rule the teacher can learn from
+      what it sees, and that keeps it away from the attempts it would break (docs/cpu-preset.md).
+    """
+    s = cfg.sft
+    attempt = cfg.protocol.probe == "attempt"
+    if s.abstain_rule == "visible":
+        if rates.get(visible_group(probe), 1.0) >= s.wrong_threshold:
+            finished = visible_group(probe)[1]
+            return VERDICTS["likely_wrong" if finished or not attempt else "unfinished"], True
+        return VERDICTS["likely_right"], False
+    if probe["baseline_accuracy"] >= s.solved_threshold:
+        return (VERDICTS["right"] if attempt else NO_GUIDANCE_THINKING), False
+    return VERDICTS["wrong"], True
 
 
 def build_sft_rows(rows: list[dict], tokenizer, probes: dict[str, dict] | None = None, cfg=None) -> list[dict]:
@@ -28,12 +71,11 @@ def build_sft_rows(rows: list[dict], tokenizer, probes: dict[str, dict] | None =
     With `probes` (the probe stage's cache of the frozen student on the train split):
     - `sft.use_student_probe`: the prompt shows the real student's probe instead of the dataset's approach, so SFT
       and GRPO see the same distribution of prompts;
-    - `sft.adaptive_targets`: where the student alone is already right (baseline accuracy >= `sft.solved_threshold`)
-      the target is an empty `<teaching>`: "do no harm", no intervention for a capable student. (Keeping teaching only
-      where it was measured to help, `gold_taught_correct`, left so few teaching targets that the SFT teacher always
-      abstained and GRPO had no variance to learn from: docs/cpu-preset.md.)
+    - `sft.adaptive_targets`: where the student should be left alone (`adaptive_target`) the target is an empty
+      `<teaching>`: "do no harm", no intervention for a capable student.
     """
     probes = probes or {}
+    rates = wrong_rates(probes) if cfg is not None and cfg.sft.abstain_rule == "visible" else {}
     out = []
     for row in rows:
         if not row.get("teaching"):
@@ -43,15 +85,19 @@ def build_sft_rows(rows: list[dict], tokenizer, probes: dict[str, dict] | None =
             continue  # adaptive targets need the student's measured outcomes
         approach = row.get("approach") or ""
         diagnosis, teaching = row.get("diagnosis"), row["teaching"]
+        probe_kind = cfg.protocol.probe if cfg is not None else "approach"
         if probe is not None and cfg is not None:
             if cfg.sft.use_student_probe:
                 approach = probe["probe"]
-            if cfg.sft.adaptive_targets and probe["baseline_accuracy"] >= cfg.sft.solved_threshold:
-                diagnosis, teaching = NO_GUIDANCE_THINKING, ""
+            if cfg.sft.adaptive_targets:
+                verdict, teach = adaptive_target(probe, cfg, rates)
+                if probe_kind == "attempt" or not teach:
+                    diagnosis = verdict
+                teaching = teaching if teach else ""
         out.append(
             {
                 "id": row["id"],
-                "prompt": render_teacher_prompt(tokenizer, row["problem"], approach),
+                "prompt": render_teacher_prompt(tokenizer, row["problem"], approach, probe_kind),
                 "completion": teacher_target(diagnosis, teaching),
             }
         )
@@ -116,7 +162,9 @@ def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict]):
     from trl import SFTConfig, SFTTrainer
 
     from atlas.train.callbacks import MlflowMetricsCallback
+    from atlas.train.common import score_only_completions_on_cpu
 
+    score_only_completions_on_cpu(_device(cfg))
     s = cfg.sft
     args = SFTConfig(
         output_dir=str(paths.STATE_DIR / "sft_work"),

@@ -1,7 +1,8 @@
 """GRPO reward functions over one shared rollout of the frozen student.
 
-Per GRPO batch, each teacher completion costs exactly ONE student generation (the taught answer): the probe, the
-baseline answers and the no-guidance log p(gold) come from the probe stage's cache. The rollout is keyed by
+Per GRPO batch, each teacher completion costs at most ONE student generation (the taught answer; none for an empty
+guidance to a greedy student, whose answer is the cached baseline): the probe, the baseline answers and the
+no-guidance log p(gold) come from the probe stage's cache. The rollout is keyed by
 (problem id, completion), so the teaching, likelihood and RIM rewards all read the same taught answer.
 Reward functions follow TRL's convention: `f(prompts, completions, **columns) -> list[float | None]`.
 """
@@ -13,14 +14,7 @@ import statistics
 from collections.abc import Callable
 
 from atlas.config import AtlasConfig
-from atlas.protocol import (
-    extract_teaching,
-    grade,
-    guidance_leaks,
-    likelihood_prompt,
-    likelihood_target,
-    student_messages,
-)
+from atlas.protocol import extract_teaching, grade, guidance_leaks, taught_answers
 from atlas.rewards import likelihood_reward, teaching_reward
 
 log = logging.getLogger(__name__)
@@ -44,29 +38,22 @@ class TeachingRollout:
         return [self._cache[k] for k in keys]
 
     def _run(self, keys: list[tuple[str, str]]) -> None:
-        p = self.cfg.protocol
         teachings = [extract_teaching(completion) for _, completion in keys]
-        prompts = [
-            student_messages(self.probes[pid]["problem"], teaching or None, p.few_shot)
-            for (pid, _), teaching in zip(keys, teachings, strict=True)
-        ]
+        probes = [self.probes[pid] for pid, _ in keys]
         self._batch += 1
-        answers = self.student.generate(
-            prompts,
-            max_new_tokens=p.student_max_tokens,
-            temperature=p.student_temperature,
-            seed=p.seed + 7919 * self._batch,
-            desc="student: taught answers",
+        answers, logps = taught_answers(
+            self.cfg,
+            self.student,
+            probes,
+            teachings,
+            k=1,
+            seed=self.cfg.protocol.seed + 7919 * self._batch,
+            label="teacher",
+            score=bool(self.cfg.reward.likelihood_weight),
         )
-        logps: list[float | None] = [None] * len(keys)
-        if self.cfg.reward.likelihood_weight:
-            rendered = [likelihood_prompt(self.student.render(m)) for m in prompts]
-            targets = [likelihood_target(self.probes[pid]["ground_truth"]) for pid, _ in keys]
-            logps = self.student.logprob(rendered, targets, desc="student: log p(gold | guidance)")
-        for (pid, completion), teaching, answer, logp in zip(keys, teachings, answers, logps, strict=True):
-            probe = self.probes[pid]
+        for key, probe, teaching, answer, logp in zip(keys, probes, teachings, answers, logps, strict=True):
             correct, completed = grade(answer[0].text, probe["ground_truth"], answer[0].truncated)
-            self._cache[(pid, completion)] = {
+            self._cache[key] = {
                 "teaching": teaching,
                 "teaching_tokens": self.count_tokens(teaching) if teaching else 0,
                 "leaked": guidance_leaks(teaching, probe["ground_truth"], probe["problem"]),
@@ -121,11 +108,15 @@ def make_reward_funcs(cfg: AtlasConfig, rollout: TeachingRollout) -> tuple[list[
         ]
 
     def likelihood(prompts, completions, id, **_):  # noqa: A002
+        # Weighted by how often the student was wrong alone: on a problem it already solves, raising p(gold) is worth
+        # nothing and only the teaching reward (do not break it) counts. Unweighted, hints that restate numbers
+        # raise p(gold) everywhere and GRPO learned to teach every problem, right attempts included (measured).
         outs = rollout.outcomes(completions, id)
         return [
             r.leak_penalty
             if o["leaked"]
-            else likelihood_reward(o["taught_logp"], o["baseline_logp"], clip=r.likelihood_clip)
+            else (1.0 - o["baseline_accuracy"])
+            * likelihood_reward(o["taught_logp"], o["baseline_logp"], clip=r.likelihood_clip)
             for o in outs
         ]
 

@@ -222,10 +222,19 @@ def process(s: Signals) -> Verdict:
 
 def diagnostic(s: Signals) -> Verdict:
     if s.teaching_words == 0:
+        # Silence is the right call exactly when the student already solves the problem alone ("do no harm").
+        solved = s.baseline_rate
         return Verdict(
-            parts=[("Guidance given", 1.0, "The teacher wrote guidance.", 0.0)],
-            notes=["No guidance."],
-            uncertainty=0.05,
+            parts=[
+                (
+                    "Silence fits the student",
+                    1.0,
+                    "No guidance is right when the student solves the problem alone, wrong when it does not.",
+                    0.0 if solved is None else solved,
+                )
+            ],
+            notes=[f"No guidance; baseline accuracy {'unknown' if solved is None else f'{solved:.2f}'}."],
+            uncertainty=0.05 if solved is not None else 0.3,
         )
     engage = min(1.0, s.probe_overlap / 4)
     parts = []
