@@ -7,28 +7,26 @@ A configuration is built in three layers, each overriding the one before:
 3. `--set key.path=value` pairs from the command line.
 
 Everything is validated at load: an unknown key or a bad value fails with a message naming the key and what would
-be accepted. Keep this module free of heavy imports; every test imports it.
+be accepted. The `sft` and `grpo` sections name their trainer fields exactly as TRL's `SFTConfig` / `GRPOConfig` do
+(and `sft.lora` as PEFT's `LoraConfig`): `atlas.training.configs` hands them to those classes unchanged, and any other
+field of those classes can be set in `trl_args` / `peft_args`, checked against the pinned TRL and PEFT when training
+starts. Keep this module free of heavy imports; every test imports it.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from atlas import paths
-from atlas.errors import AtlasError
+from atlas.core import paths
+from atlas.core.errors import ConfigError
+from atlas.core.settings import StrictModel, apply_overrides, build, check_keys, deep_merge, parse_override, read_yaml
 
+__all__ = ["AtlasConfig", "ConfigError", "ModelSpec", "build_config", "load_config", "write_sections"]
 
-class ConfigError(AtlasError, ValueError):
-    """A configuration that cannot be used; the message says which key and how to fix it."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = StrictModel
 
 
 class ModelSpec(_Section):
@@ -54,7 +52,7 @@ class StudentEndpoint(_Section):
     max_retries: int = Field(default=4, ge=0)
 
 
-class ModelsConfig(_Section):
+class ModelsSettings(_Section):
     teacher: ModelSpec = Field(default_factory=lambda: ModelSpec(source="tiny", seed=1))
     student: ModelSpec = Field(default_factory=lambda: ModelSpec(source="tiny", seed=2))
     student_endpoint: StudentEndpoint = Field(default_factory=StudentEndpoint)
@@ -62,17 +60,17 @@ class ModelsConfig(_Section):
     num_threads: int = Field(default=2, ge=1)
 
 
-class SyntheticConfig(_Section):
+class SyntheticSettings(_Section):
     n: int = Field(default=64, ge=2)
     seed: int = 0
     kinds: list[str] = Field(default_factory=lambda: ["add", "sub", "mul", "two_step", "rate", "percent", "units"])
     difficulty: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-class DataConfig(_Section):
+class DataSettings(_Section):
     source: str = "synthetic"
     revision: str | None = None
-    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     eval_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
     split_salt: str = "atlas-v1"
     max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -82,7 +80,7 @@ class DataConfig(_Section):
     incoming_dir: str = "data/incoming"
 
 
-class ProtocolConfig(_Section):
+class ProtocolSettings(_Section):
     """The two-pass teaching protocol, shared by probe, GRPO and evaluation."""
 
     baseline_k: int = Field(default=2, ge=1)
@@ -100,15 +98,51 @@ class ProtocolConfig(_Section):
     seed: int = 0
 
 
-class LoraConfig(_Section):
+class LoraSettings(_Section):
+    """LoRA for SFT: the fields are PEFT's `LoraConfig` fields of the same name; `peft_args` takes any other."""
+
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"enabled"})
+
     enabled: bool = False
     r: int = Field(default=8, ge=1)
-    alpha: int = Field(default=16, ge=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    peft_args: dict[str, Any] = Field(
+        default_factory=dict, description="more peft.LoraConfig arguments, checked against the pinned PEFT"
+    )
 
 
-class SFTConfig(_Section):
+def _extra_args_field(owner: str) -> Any:
+    return Field(
+        default_factory=dict,
+        description=f"more trl.{owner} arguments (e.g. warmup_steps, lr_scheduler_type, weight_decay), checked "
+        "against the pinned TRL when training starts",
+    )
+
+
+class _TrainerSection(_Section):
+    """A training stage: every field not in PROJECT_FIELDS is a field of TRL's config class, under its own name."""
+
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("trl_args", check_fields=False)
+    @classmethod
+    def _extra_args_are_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        mirrored = sorted(set(value) & set(cls.model_fields))
+        if mirrored:
+            raise ValueError(f"'{mirrored[0]}' is a key of this section: set it there, not in trl_args")
+        return value
+
+
+class SFTSettings(_TrainerSection):
+    """Supervised fine-tuning of the teacher (trl.SFTConfig fields, plus the targets this project builds)."""
+
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"enabled", "lora", "use_student_probe", "adaptive_targets", "solved_threshold", "abstain_rule",
+         "wrong_threshold", "trl_args"}
+    )  # fmt: skip
+
     enabled: bool = True
     max_steps: int = Field(default=4, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -117,7 +151,8 @@ class SFTConfig(_Section):
     max_length: int = Field(default=256, ge=16)
     bf16: bool = False
     gradient_checkpointing: bool = False
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    trl_args: dict[str, Any] = _extra_args_field("SFTConfig")
     use_student_probe: bool = True
     adaptive_targets: bool = False
     solved_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="baseline accuracy counted as solved")
@@ -130,7 +165,7 @@ class SFTConfig(_Section):
     seed: int = 0
 
 
-class RewardConfig(_Section):
+class RewardSettings(_Section):
     """Weights of the GRPO rewards and the parameters of the non-degradation teaching reward."""
 
     teaching_weight: float = 1.0
@@ -143,7 +178,12 @@ class RewardConfig(_Section):
     likelihood_clip: float = Field(default=5.0, gt=0)
 
 
-class GRPOConfig(_Section):
+class GRPOSettings(_TrainerSection):
+    """GRPO of the teacher (trl.GRPOConfig fields); the pipeline sets the completion length (from the protocol) and
+    the reward weights (from `reward`)."""
+
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args"})
+
     max_steps: int = Field(default=3, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     num_generations: int = Field(default=4, ge=2)
@@ -157,9 +197,10 @@ class GRPOConfig(_Section):
     gradient_checkpointing: bool = False
     use_vllm: bool = False
     seed: int = 0
+    trl_args: dict[str, Any] = _extra_args_field("GRPOConfig")
 
     @model_validator(mode="after")
-    def _batch_divisible(self) -> GRPOConfig:
+    def _batch_divisible(self) -> GRPOSettings:
         batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if batch % self.num_generations:
             raise ValueError(
@@ -176,17 +217,18 @@ class RIMSettings(_Section):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
-class EvaluationConfig(_Section):
+class EvaluationSettings(_Section):
     k: int = Field(default=2, ge=1)
-    teachers: list[Literal["none", "sft", "grpo", "champion"]] = Field(
-        default_factory=lambda: ["none", "sft", "grpo", "champion"]
+    teachers: list[Literal["none", "sft", "grpo"]] = Field(
+        default_factory=lambda: ["none", "sft", "grpo"],
+        description="`none` is the student alone (the noise floor); the champion is re-evaluated by the gate",
     )
     bootstrap_samples: int = Field(default=1000, ge=10)
     rim: bool = True
     seed: int = 0
 
 
-class GateConfig(_Section):
+class GateSettings(_Section):
     teacher: Literal["grpo", "sft"] = "grpo"
     min_non_degradation_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     min_accuracy_delta: float = -1.0
@@ -195,12 +237,12 @@ class GateConfig(_Section):
     champion_tolerance: float = Field(default=1.0, ge=0.0)
 
 
-class TrackingConfig(_Section):
+class TrackingSettings(_Section):
     experiment: str = "atlas"
     registered_model: str = "atlas-teacher"
 
 
-class OrchestrationConfig(_Section):
+class OrchestrationSettings(_Section):
     """The Prefect deployment `atlas/train`: when scheduled retraining runs."""
 
     cron: str = "0 4 * * 1"
@@ -209,112 +251,25 @@ class OrchestrationConfig(_Section):
 
 class AtlasConfig(_Section):
     preset: str = "tiny"
-    models: ModelsConfig = Field(default_factory=ModelsConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
-    sft: SFTConfig = Field(default_factory=SFTConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    protocol: ProtocolSettings = Field(default_factory=ProtocolSettings)
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    reward: RewardSettings = Field(default_factory=RewardSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     rim: RIMSettings = Field(default_factory=RIMSettings)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
 
 
 def available_presets(presets_dir: Path = paths.PRESETS_DIR) -> list[str]:
     return sorted(p.stem for p in Path(presets_dir).glob("*.yaml"))
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _valid_keys(model: type[BaseModel]) -> list[str]:
-    return sorted(model.model_fields)
-
-
-def check_keys(
-    data: dict[str, Any], model: type[BaseModel], prefix: str, origin: str, label: str = "config key"
-) -> None:
-    """Reject unknown keys up front so the message can list the valid ones."""
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if key not in model.model_fields:
-            valid = ", ".join(_valid_keys(model))
-            raise ConfigError(f"{origin}: unknown {label} '{name}' (valid keys here: {valid})")
-        annotation = model.model_fields[key].annotation
-        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            check_keys(value, annotation, f"{name}.", origin, label)
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` -> (['a', 'b', 'c'], value parsed as YAML, so numbers, booleans, lists and null work)."""
-    if "=" not in item:
-        raise ConfigError(f"override '{item}' must look like key.path=value")
-    key, raw = item.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise ConfigError(f"override '{item}' has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    out = copy.deepcopy(data)
-    for item in overrides:
-        parts, value = parse_override(item)
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-        node[parts[-1]] = value
-    return out
-
-
-def format_validation_error(exc: ValidationError, origin: str, label: str = "config key") -> str:
-    """One line per problem: the key, what is wrong (the valid choices for a choice), and the value given."""
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        detail = err["msg"].removeprefix("Value error, ")
-        if not key:
-            lines.append(f"{origin}: {detail}")
-            continue
-        if err.get("type") == "literal_error":
-            detail = f"must be one of {err.get('ctx', {}).get('expected', '')}"
-        got = err.get("input")
-        got_text = "" if isinstance(got, dict | list) else f" (got {got!r})"
-        lines.append(f"{origin}: {label} '{key}': {detail}{got_text}")
-    return "\n".join(lines)
-
-
 def build_config(data: dict[str, Any], origin: str = "config") -> AtlasConfig:
-    check_keys(data, AtlasConfig, "", origin)
-    try:
-        return AtlasConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin)) from None
+    return build(AtlasConfig, data, origin)
 
 
 def load_config(
@@ -341,13 +296,13 @@ def load_config(
     check_keys(merged, AtlasConfig, "", str(preset_file))
     layer = {k: v for k, v in params.items() if k != "preset"}
     check_keys(layer, AtlasConfig, "", str(params_path))
-    merged = _deep_merge(merged, layer)
+    merged = deep_merge(merged, layer)
     merged["preset"] = name
     merged = apply_overrides(merged, [o for o in overrides if parse_override(o)[0] != ["preset"]])
     return build_config(merged, origin=f"preset '{name}'")
 
 
-def config_to_flat_dict(cfg: BaseModel, prefix: str = "") -> dict[str, Any]:
+def config_to_flat_dict(cfg: StrictModel, prefix: str = "") -> dict[str, Any]:
     """Flatten for MLflow params: {'grpo.beta': 0.04, ...}."""
     out: dict[str, Any] = {}
     for key, value in cfg.model_dump().items():
@@ -369,17 +324,11 @@ SECTIONS = [name for name in AtlasConfig.model_fields if name != "preset"]
 def write_sections(cfg: AtlasConfig, out_dir: Path | str) -> list[Path]:
     """One JSON file per config section (plus the preset name): DVC stages depend on the sections they read, so
     changing `grpo.max_steps` re-runs GRPO and evaluation but not the model conversion or the probes."""
-    import json
-    import os
+    from atlas.core.io import write_json
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in SECTIONS:
-        data = {"preset": cfg.preset, name: getattr(cfg, name).model_dump(mode="json")}
-        path = out / f"{name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        written.append(path)
-    return written
+    return [
+        write_json(
+            Path(out_dir) / f"{name}.json", {"preset": cfg.preset, name: getattr(cfg, name).model_dump(mode="json")}
+        )
+        for name in SECTIONS
+    ]

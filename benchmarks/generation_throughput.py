@@ -52,7 +52,7 @@ def resolve_model_dir(requested: str | None, scratch: Path) -> tuple[Path, str]:
     if (DEFAULT_STUDENT / "config.json").exists() or (DEFAULT_STUDENT / "source.json").exists():
         return DEFAULT_STUDENT, f"{DEFAULT_STUDENT.relative_to(REPO)} (the converted student)"
     from atlas.config import ModelSpec
-    from atlas.models import materialize
+    from atlas.llm.models import materialize
 
     path = materialize(ModelSpec(source="tiny", seed=2), scratch / "tiny")
     return path, f"a random tiny Qwen3 built in {path} ({DEFAULT_STUDENT.relative_to(REPO)} does not exist)"
@@ -80,8 +80,8 @@ TABLE_HEADER = [
 def run_dtype(model_dir: Path, dtype: str, prompts: list, new_tokens: int, batch_sizes: list[int]) -> list[dict]:
     """Time every batch size for one dtype, printing each table row as soon as it is measured."""
     from atlas.config import ModelSpec
-    from atlas.generation import HFGenerator
-    from atlas.models import load_causal_lm, load_tokenizer
+    from atlas.llm.generation import HFGenerator
+    from atlas.llm.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = load_causal_lm(model_dir, ModelSpec(dtype=dtype))
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from atlas.generation import HFGenerator
-    from atlas.models import load_tokenizer
-    from atlas.protocol import student_messages
+    from atlas.llm.generation import HFGenerator
+    from atlas.llm.models import load_tokenizer
+    from atlas.teaching.protocol import student_messages
 
     with tempfile.TemporaryDirectory(prefix="atlas-bench-") as scratch:
         model_dir, origin = resolve_model_dir(args.model, Path(scratch))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["atlas", "flows", "configs", "params.yaml", "dvc.yaml", "prefect.toml", "data/incoming"]
+PROJECT_FILES = ["atlas", "flows", "configs", "params.yaml", "dvc.yaml", ".dvcignore", "prefect.toml", "data/incoming"]
 
 # Set before anything imports prefect: the repo's prefect.toml would otherwise put PREFECT_HOME inside the repo.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="atlas-prefect-")
@@ -59,7 +59,6 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PATH", _bin_env()["PATH"])
 
 
-STAGE_ORDER = ["models", "ingest", "validate", "probe", "sft", "grpo", "evaluate"]
 PLANTED_KEY = "sk-planted-secret-4f1e9c"  # must never appear in anything a run writes
 
 
@@ -73,11 +72,12 @@ def tiny(tmp_path_factory):
     os.environ["ATLAS_ARTIFACT_ROOT"] = str(root / "mlartifacts")
     os.environ["GEMINI_API_KEY"] = os.environ["OPENAI_API_KEY"] = PLANTED_KEY
     try:
-        from atlas import stages
         from atlas.config import load_config
+        from atlas.ops.runner import run_stage
+        from atlas.stages import STAGES
 
         cfg = load_config()
-        results = {name: getattr(stages, name)(cfg) for name in STAGE_ORDER}
+        results = {name: run_stage(cfg, name) for name in STAGES}
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()

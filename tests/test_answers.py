@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from atlas.answers import answers_match, completed, extract_answer, find_answer, mentions_answer, parse_answer
+from atlas.teaching.answers import answers_match, completed, extract_answer, find_answer, mentions_answer, parse_answer
 
 EXTRACT_CASES = [
     ("phrase then explanation", "The answer is 4 because 2 plus 2 equals 4", "4"),
@@ -268,7 +268,7 @@ def test_mentions_answer(text: str, truth: str, expected: bool) -> None:
 def test_numeric_fast_path_does_not_import_sympy() -> None:
     code = (
         "import sys\n"
-        "from atlas.answers import answers_match, mentions_answer, extract_answer\n"
+        "from atlas.teaching.answers import answers_match, mentions_answer, extract_answer\n"
         "assert answers_match('1/2', '0.5') and answers_match('$1,000', '1000') and answers_match('50%', '0.5')\n"
         "assert not answers_match('0.3', '1/3') and answers_match('0.33', '1/3')\n"
         "assert mentions_answer('use 0.5', '1/2') and extract_answer('x = 3') == '3'\n"

@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from atlas.config import load_config
-from atlas.generation import Generation
-from atlas.protocol import PROBE_INSTRUCTION, render_teacher_prompt, taught_answers
+from atlas.llm.generation import Generation
+from atlas.teaching.protocol import PROBE_INSTRUCTION, render_teacher_prompt, taught_answers
+from atlas.teaching.records import BaselineSample, ProbeRecord
 
 
 class ScriptedStudent:
@@ -31,16 +32,18 @@ class ScriptedStudent:
         return [-1.0] * len(prompts)
 
 
-def _probe(pid: str, correct: bool) -> dict:
-    return {
-        "id": pid,
-        "problem": f"Problem {pid}: Mia has 2 cards and finds 3 more. How many cards?",
-        "ground_truth": "5",
-        "probe": "2 + 3 = 6.\n<solution>6</solution>",
-        "baseline": [{"text": f"cached {pid}", "tokens": 4, "truncated": False, "correct": correct, "completed": True}],
-        "baseline_accuracy": float(correct),
-        "baseline_logp": -7.0,
-    }
+def _probe(pid: str, correct: bool) -> ProbeRecord:
+    return ProbeRecord(
+        id=pid,
+        split="train",
+        kind="add",
+        problem=f"Problem {pid}: Mia has 2 cards and finds 3 more. How many cards?",
+        ground_truth="5",
+        probe="2 + 3 = 6.\n<solution>6</solution>",
+        baseline=(BaselineSample(f"cached {pid}", tokens=4, truncated=False, correct=correct, completed=True),),
+        baseline_accuracy=float(correct),
+        baseline_logp=-7.0,
+    )
 
 
 GREEDY = ["protocol.student_temperature=0", "protocol.baseline_k=1"]
@@ -59,7 +62,7 @@ def test_empty_guidance_to_a_greedy_student_reuses_the_baseline(project, overrid
     cfg = load_config(overrides=overrides)
     probes = [_probe(f"p{i}", correct=i % 2 == 0) for i in range(3)]
     student = ScriptedStudent()
-    samples, logps = taught_answers(cfg, student, probes, teachings, k=2, seed=0, label="t")
+    samples, logps = taught_answers(cfg.protocol, student, probes, teachings, k=2, seed=0, label="t")
     assert len(student.generated) == len(student.scored) == generated
     for i, (outs, logp) in enumerate(zip(samples, logps, strict=True)):
         assert len(outs) == 2
@@ -72,29 +75,30 @@ def test_empty_guidance_to_a_greedy_student_reuses_the_baseline(project, overrid
 def test_unscored_answers_carry_no_likelihood(project):
     cfg = load_config(overrides=GREEDY)
     student = ScriptedStudent()
-    _, logps = taught_answers(cfg, student, [_probe("a", True), _probe("b", False)], ["", "x"], 1, 0, "t", score=False)
+    probes = [_probe("a", True), _probe("b", False)]
+    _, logps = taught_answers(cfg.protocol, student, probes, ["", "x"], 1, 0, "t", score=False)
     assert logps == [None, None] and not student.scored
 
 
 def test_attempt_probe_is_the_first_baseline_answer_with_no_extra_generation(project):
-    from atlas.probe import probe_records
+    from atlas.teaching.protocol import probe_records
 
     cfg = load_config(overrides=[*GREEDY, "protocol.probe=attempt"])
     student = ScriptedStudent()
     problems = [{"id": "q1", "split": "train", "kind": "add", "problem": "1 + 4?", "ground_truth": "5"}]
-    (record,) = probe_records(cfg, student, problems)
-    assert record["probe"] == record["baseline"][0]["text"] == student.answer
-    assert record["baseline_accuracy"] == 1.0
+    (record,) = probe_records(cfg.protocol, student, problems)
+    assert record.probe == record.first_attempt.text == student.answer
+    assert record.baseline_accuracy == 1.0
     assert len(student.generated) == 1 and PROBE_INSTRUCTION not in student.generated[0]
 
-    approach = probe_records(load_config(overrides=GREEDY), student, problems)[0]
+    approach = probe_records(load_config(overrides=GREEDY).protocol, student, problems)[0]
     assert any(PROBE_INSTRUCTION in p for p in student.generated[1:])  # the ATLAS probe is its own generation
-    assert approach["probe"] == student.answer
+    assert approach.probe == student.answer
 
 
 @pytest.fixture
 def teacher_tokenizer(tiny):
-    from atlas.models import load_tokenizer
+    from atlas.llm.models import load_tokenizer
 
     root, _ = tiny
     return load_tokenizer(root / "data/models/teacher")
@@ -105,24 +109,25 @@ def teacher_tokenizer(tiny):
     [(1.0, "The attempt is right.", ""), (0.0, "The attempt is wrong.", "Add the two amounts.")],
 )
 def test_sft_targets_judge_the_attempt(project, teacher_tokenizer, baseline_accuracy, thinking, teaching):
-    from atlas.train.sft import build_sft_rows
+    from atlas.stages.sft import build_sft_rows
 
     cfg = load_config(overrides=["protocol.probe=attempt", "sft.adaptive_targets=true"])
     row = {"id": "r", "problem": "Mia has 2 cards and finds 3 more.", "teaching": "Add the two amounts.",
            "diagnosis": "The dataset's own diagnosis.", "approach": "The dataset's approach."}  # fmt: skip
-    probes = {"r": {"probe": "2 + 3 = 6.\n<solution>6</solution>", "baseline_accuracy": baseline_accuracy}}
+    attempt = "2 + 3 = 6.\n<solution>6</solution>"
+    probes = {"r": _train_probe("add", True, bool(baseline_accuracy), text=attempt)}
     (out,) = build_sft_rows([row], teacher_tokenizer, probes, cfg)
     assert out["completion"] == f"<thinking>{thinking}</thinking>\n<teaching>{teaching}</teaching>"
     assert "Student's attempt: 2 + 3 = 6." in out["prompt"]
-    assert out["prompt"] == render_teacher_prompt(teacher_tokenizer, row["problem"], probes["r"]["probe"], "attempt")
+    assert out["prompt"] == render_teacher_prompt(teacher_tokenizer, row["problem"], attempt, "attempt")
 
 
 def test_greedy_student_alone_scores_exactly_its_baseline(tiny, tmp_path, monkeypatch):
     """With a greedy student the `none` teacher is the baseline itself: non-degradation is exactly 100%."""
-    from atlas.evaluation import evaluate_teacher
-    from atlas.generation import load_student
-    from atlas.metrics import evaluate_all
-    from atlas.probe import load_probes
+    from atlas.llm.student import load_student
+    from atlas.stages.evaluate import evaluate_teacher
+    from atlas.stages.probe import load_probes
+    from atlas.teaching.metrics import evaluate_all
 
     root, _ = tiny
     copy = tmp_path / "project"
@@ -133,14 +138,17 @@ def test_greedy_student_alone_scores_exactly_its_baseline(tiny, tmp_path, monkey
     probes = list(load_probes("eval").values())
     rows = evaluate_teacher(cfg, student, "none", None, probes)
     assert student.calls == 0
-    assert [r["taught_correct"] for r in rows] == [[p["baseline"][0]["correct"]] for p in probes]
+    assert [r["taught_correct"] for r in rows] == [[p.first_attempt.correct] for p in probes]
     metrics = evaluate_all({"none": rows}, bootstrap_samples=10, seed=0)["teachers"]["none"]["overall"]
     assert metrics["non_degradation_rate"] == 1.0
 
 
-def _train_probe(kind: str, finished: bool, right: bool) -> dict:
-    attempt = {"text": "…", "tokens": 9, "truncated": not finished, "correct": right, "completed": finished}
-    return {"probe": "…", "kind": kind, "baseline": [attempt], "baseline_accuracy": float(right)}
+def _train_probe(kind: str, finished: bool, right: bool, text: str = "…") -> ProbeRecord:
+    attempt = BaselineSample(text, tokens=9, truncated=not finished, correct=right, completed=finished)
+    return ProbeRecord(
+        id="t", split="train", kind=kind, problem="…", ground_truth="5", probe=text, baseline=(attempt,),
+        baseline_accuracy=float(right), baseline_logp=-7.0,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -152,7 +160,7 @@ def _train_probe(kind: str, finished: bool, right: bool) -> dict:
     ],
 )
 def test_visible_rule_teaches_where_look_alike_attempts_are_mostly_wrong(project, group, thinking, teaches):
-    from atlas.train.sft import adaptive_target, wrong_rates
+    from atlas.stages.sft import adaptive_target, wrong_rates
 
     probes = [_train_probe("add", True, r) for r in (True, True, True, False)]
     probes += [_train_probe("add", False, False)] * 2 + [_train_probe("units", True, r) for r in (False,) * 3 + (True,)]

@@ -7,9 +7,11 @@ import os
 
 import pytest
 
-from atlas import paths, stages
 from atlas.config import load_config
-from atlas.io import read_json
+from atlas.core import paths
+from atlas.core.io import read_json
+from atlas.ops.runner import run_stage
+from atlas.stages import STAGES
 from tests.conftest import make_project
 
 TINY_BUDGETS = """
@@ -30,8 +32,8 @@ def test_cpu_preset_end_to_end_with_real_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(root)
     cfg = load_config()
     assert cfg.models.student.source == "smollm2"
-    for name in ("models", "ingest", "validate", "probe", "sft", "grpo", "evaluate"):
-        getattr(stages, name)(cfg)
+    for name in STAGES:
+        run_stage(cfg, name)
     config = read_json(root / paths.MODELS_DIR / "student" / "config.json")
     assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
     assert read_json(paths.SFT_METRICS)["weight_change"] > 0

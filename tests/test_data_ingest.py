@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from atlas import paths
 from atlas.config import build_config
+from atlas.core import paths
+from atlas.core.errors import InputError
 from atlas.data import sources
 from atlas.data.schema import RECORD_KEYS, stable_id
-from atlas.data.stage import ingest
-from atlas.errors import InputError
+from atlas.stages.ingest import run as ingest
 
 SFT_ROWS = [
     {

@@ -8,10 +8,10 @@ from fractions import Fraction
 
 import pytest
 
-from atlas.answers import mentions_answer, parse_answer
 from atlas.config import ConfigError
 from atlas.data.schema import RECORD_KEYS, loose_problem_key
 from atlas.data.synthetic import KINDS, generate
+from atlas.teaching.answers import mentions_answer, parse_answer
 
 ALL = list(KINDS)
 

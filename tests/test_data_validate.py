@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from atlas import paths
 from atlas.config import build_config
+from atlas.core import paths
+from atlas.core.errors import InputError
 from atlas.data.schema import RECORD_KEYS
-from atlas.data.stage import ingest, validate
 from atlas.data.validation import run_suite
-from atlas.errors import InputError
+from atlas.stages.ingest import run as ingest
+from atlas.stages.validate import run as validate
 
 OUTPUTS = (paths.TRAIN, paths.EVAL, paths.SFT_DATA, paths.DATASET_CARD, paths.VALIDATION_REPORT, paths.QUARANTINE)
 
@@ -109,6 +110,24 @@ def test_planted_bad_rows_are_quarantined_with_reasons(workdir):
     assert not {"bad-gt", "bad-type", "bad-src", "bad-long"} & set(kept)
     failed = {name for name, e in report["expectations"].items() if not e["success"]}
     assert {"ground_truth_parses", "unique_id", "unique_problem", "problem_type", "allowed_source"} <= failed
+
+
+def test_expectations_are_native_on_the_raw_columns():
+    """GX's own expectations read the record fields as they are; only the rules GX has no expectation for read a
+    derived column (the per-row key set, the project's answer parser, the normalized problem text)."""
+    from atlas.data.schema import RECORD_KEYS
+    from atlas.data.validation import build_checks
+
+    checks = build_checks(20_000)
+    derived = {c.column for c in checks} - set(RECORD_KEYS)
+    assert derived == {"keys_match", "ground_truth_parses", "problem_key"}
+    by_name = {c.name: c for c in checks}
+    assert (by_name["unique_id"].expectation, by_name["unique_id"].column) == ("ExpectColumnValuesToBeUnique", "id")
+    assert by_name["problem_length"].expectation == "ExpectColumnValueLengthsToBeBetween"
+    assert by_name["has_target"].kwargs["row_condition"] == "ground_truth.isnull()"
+    assert {c.expectation for c in checks if c.column in ("keys_match", "ground_truth_parses")} == {
+        "ExpectColumnValuesToBeInSet"
+    }
 
 
 def test_too_many_bad_rows_fail_and_leave_the_processed_data_untouched(workdir):

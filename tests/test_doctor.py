@@ -17,8 +17,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from atlas import doctor
+from atlas.cli import doctor as doctor_cli
 from atlas.config import load_config
+from atlas.ops import doctor
 from tests.conftest import make_project
 
 LINE = re.compile(r"^(OK  |WARN|FAIL)  [a-z][\w ]*: .+$")
@@ -51,7 +52,7 @@ def _doctor(*argv: str) -> tuple[int, str]:
     import io
 
     parser = argparse.ArgumentParser()
-    doctor.add_parser(parser.add_subparsers(dest="command"))
+    doctor_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["doctor", *argv])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -250,9 +251,9 @@ def test_registry_champion_is_read_from_sqlite(tmp_path):
 
 @pytest.mark.slow
 def test_registry_champion_from_a_real_mlflow_store(fresh):
-    from atlas import tracking
+    from atlas.ops import tracking
 
-    tracking._mlflow()
+    tracking.get_mlflow()
     from mlflow import MlflowClient
 
     client = MlflowClient()

@@ -25,14 +25,14 @@ def prefect_server(tmp_path_factory):
 def _mlflow_runs():
     from mlflow import MlflowClient
 
-    from atlas.tracking import experiment_id
+    from atlas.ops.tracking import experiment_id
 
     client = MlflowClient()
     return client, client.search_runs([experiment_id("atlas")])
 
 
 def test_flow_runs_pipeline_then_dvc_is_up_to_date(prefect_server, tmp_path, monkeypatch):
-    from atlas import registry
+    from atlas.ops import registry
     from flows.train import atlas_flow
 
     root = make_project(tmp_path / "p", preset="cpu")  # the flow's `preset` parameter must win over params.yaml
@@ -52,7 +52,7 @@ def test_flow_runs_pipeline_then_dvc_is_up_to_date(prefect_server, tmp_path, mon
     assert champion is not None and champion.tags["preset"] == "tiny"
 
     from atlas.config import load_config
-    from atlas.results import results_markdown
+    from atlas.ops.results import results_markdown
 
     table = results_markdown(load_config())
     assert parents[0].info.run_id in table and "gate passed" in table and "Non-Degradation" in table

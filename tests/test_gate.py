@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from atlas.config import GateConfig
-from atlas.gate import GateCheck, check, checks_to_json, run_checks, summary
+from atlas.config import GateSettings
+from atlas.ops.gate import GateCheck, check, checks_to_json, run_checks, summary
 
 CANDIDATE = {
     "taught_accuracy": 0.62,
@@ -32,7 +32,7 @@ def test_line_format() -> None:
 
 
 def test_default_config_passes_and_has_no_champion_checks() -> None:
-    checks = run_checks(CANDIDATE, GateConfig(), champion=None)
+    checks = run_checks(CANDIDATE, GateSettings(), champion=None)
     assert [c.name for c in checks] == ["non_degradation_rate", "accuracy_delta", "leak_rate"]
     passed, text = summary(checks)
     assert passed
@@ -49,7 +49,7 @@ def test_default_config_passes_and_has_no_champion_checks() -> None:
     ],
 )
 def test_failing_threshold_names_the_metric(settings: dict, failing_line: str) -> None:
-    checks = run_checks(CANDIDATE, GateConfig(**settings), champion=None)
+    checks = run_checks(CANDIDATE, GateSettings(**settings), champion=None)
     passed, text = summary(checks)
     assert not passed
     assert any(line.startswith(failing_line) for line in text.splitlines()), text
@@ -59,14 +59,14 @@ def test_failing_threshold_names_the_metric(settings: dict, failing_line: str) -
 
 
 def test_point_delta_passes_where_the_interval_fails() -> None:
-    cfg = GateConfig(min_accuracy_delta=0.0)
+    cfg = GateSettings(min_accuracy_delta=0.0)
     assert summary(run_checks(CANDIDATE, cfg, None))[0]
     assert not summary(run_checks(CANDIDATE, cfg.model_copy(update={"use_interval_lower_bound": True}), None))[0]
 
 
 def test_regression_against_planted_champion_fails() -> None:
     champion = {"taught_accuracy": 0.75, "non_degradation_rate": 0.97}
-    checks = by_name(run_checks(CANDIDATE, GateConfig(champion_tolerance=0.05), champion))
+    checks = by_name(run_checks(CANDIDATE, GateSettings(champion_tolerance=0.05), champion))
     accuracy = checks["taught_accuracy_vs_champion"]
     assert not accuracy.passed
     assert accuracy.threshold == pytest.approx(0.70)
@@ -82,12 +82,12 @@ def test_regression_against_planted_champion_fails() -> None:
 )
 def test_champion_tolerance_boundary(champion_accuracy: float, tolerance: float, passes: bool) -> None:
     champion = {"taught_accuracy": champion_accuracy, "non_degradation_rate": 0.5}
-    checks = by_name(run_checks(CANDIDATE, GateConfig(champion_tolerance=tolerance), champion))
+    checks = by_name(run_checks(CANDIDATE, GateSettings(champion_tolerance=tolerance), champion))
     assert checks["taught_accuracy_vs_champion"].passed is passes
 
 
 def test_missing_values_fail_instead_of_passing() -> None:
-    checks = by_name(run_checks({"accuracy_delta": 0.1}, GateConfig(), champion={"non_degradation_rate": 0.9}))
+    checks = by_name(run_checks({"accuracy_delta": 0.1}, GateSettings(), champion={"non_degradation_rate": 0.9}))
     assert not checks["non_degradation_rate"].passed
     assert "metric missing" in checks["non_degradation_rate"].line()
     assert not checks["taught_accuracy_vs_champion"].passed
@@ -97,7 +97,7 @@ def test_missing_values_fail_instead_of_passing() -> None:
 
 @pytest.mark.parametrize("bad", [float("nan"), None, "0.9", True])
 def test_non_numeric_values_count_as_missing(bad: object) -> None:
-    checks = by_name(run_checks(dict(CANDIDATE, leak_rate=bad), GateConfig(), None))
+    checks = by_name(run_checks(dict(CANDIDATE, leak_rate=bad), GateSettings(), None))
     assert not checks["leak_rate"].passed
 
 
@@ -111,7 +111,7 @@ def test_check_comparisons() -> None:
 
 def test_no_checks_does_not_pass_and_json_report() -> None:
     assert summary([]) == (False, "gate FAILED: no checks were run")
-    report = checks_to_json(run_checks(CANDIDATE, GateConfig(max_leak_rate=0.01), None))
+    report = checks_to_json(run_checks(CANDIDATE, GateSettings(max_leak_rate=0.01), None))
     assert report["passed"] is False
     assert [c["name"] for c in report["checks"] if not c["passed"]] == ["leak_rate"]
     json.dumps(report, allow_nan=False)

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 
 from atlas.config import ModelSpec
-from atlas.errors import AtlasError
-from atlas.generation import HFGenerator
-from atlas.generation_http import OpenAIGenerator, parse_retry_after, request_seed
-from atlas.protocol import student_messages
+from atlas.core.errors import AtlasError
+from atlas.llm.generation import HFGenerator
+from atlas.llm.openai_generator import OpenAIGenerator, request_seed
+from atlas.llm.transport import parse_retry_after
+from atlas.teaching.protocol import student_messages
 
 # -- HFGenerator on a tiny random model -----------------------------------------------------------------------------
 
@@ -40,7 +41,7 @@ PROMPTS_HF = [
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    from atlas.models import load_causal_lm, load_tokenizer, materialize
+    from atlas.llm.models import load_causal_lm, load_tokenizer, materialize
 
     spec = ModelSpec(source="tiny", seed=3)
     path = materialize(spec, tmp_path_factory.mktemp("models") / "tiny")
@@ -147,7 +148,7 @@ FEW_SHOT = [
 )
 def test_shared_prefix_batches_match_one_at_a_time(tiny, rows):
     """Few-shot prompts share ~200 tokens: the batch runs them once (KV cache) and must change nothing."""
-    import atlas.generation as generation
+    import atlas.llm.generation as generation
 
     prompts = [FEW_SHOT[i] for i in rows]
     targets = ["<solution>7</solution>"] * len(prompts)
@@ -315,7 +316,7 @@ def test_chat_and_rendered_prompts_use_their_endpoints(server):
 
 
 def gen_of(words: list[str], truncated: bool = False):
-    from atlas.generation import Generation
+    from atlas.llm.generation import Generation
 
     return Generation(text=" ".join(words), tokens=len(words), truncated=truncated)
 
@@ -375,6 +376,7 @@ def test_finish_reason_length_marks_truncation(server, max_new_tokens, expect_tr
         ({"status": 429, "retry_after": "0.3"}, 0.28, 2.0),  # waits what the server asked for
         ({"status": 429}, 0.0, 0.25),  # no Retry-After: exponential backoff (0.01 s here)
         ({"status": 500}, 0.0, 0.25),
+        ({"status": 408}, 0.0, 0.25),
         ({"status": 503, "retry_after": "0"}, 0.0, 0.25),
         ({"sleep": 1.0}, 0.3, 0.9),  # the client's 0.3 s timeout
     ],
@@ -396,9 +398,10 @@ def test_gives_up_after_max_retries_with_a_clear_error(server):
     assert len(server.requests) == 3
 
 
-def test_client_errors_are_not_retried(server):
-    server.faults = [{"status": 400}]
-    with client(server) as gen, pytest.raises(AtlasError, match="HTTP 400"):
+@pytest.mark.parametrize("status", [400, 409])  # the judges' client retries exactly what this one does
+def test_client_errors_are_not_retried(server, status):
+    server.faults = [{"status": status}]
+    with client(server) as gen, pytest.raises(AtlasError, match=f"HTTP {status}"):
         gen.generate([CHAT], max_new_tokens=5, temperature=0.0)
     assert len(server.requests) == 1
 

@@ -8,9 +8,9 @@ import shutil
 import pytest
 from transformers import TrainerCallback
 
-from atlas import paths
 from atlas.config import load_config
-from atlas.protocol import PROBE_INSTRUCTION
+from atlas.core import paths
+from atlas.teaching.protocol import PROBE_INSTRUCTION
 
 
 @pytest.fixture
@@ -56,17 +56,17 @@ class Crash(TrainerCallback):
 
 
 def _student(cfg):
-    from atlas.generation import load_student
+    from atlas.llm.student import load_student
 
     return CountingStudent(load_student(cfg))
 
 
 def test_grpo_prompts_are_the_evaluation_teacher_prompts(grpo_project, monkeypatch):
-    from atlas.evaluation import teacher_guidance
-    from atlas.generation import Generation, HFGenerator
-    from atlas.models import load_tokenizer
-    from atlas.probe import load_probes
-    from atlas.train.grpo import grpo_rows
+    from atlas.llm.generation import Generation, HFGenerator
+    from atlas.llm.models import load_tokenizer
+    from atlas.stages.evaluate import teacher_guidance
+    from atlas.stages.grpo import grpo_rows
+    from atlas.stages.probe import load_probes
 
     probes = load_probes("train")
     trained_on = [r["prompt"] for r in grpo_rows(probes, load_tokenizer(paths.SFT_CHECKPOINT))]
@@ -82,7 +82,7 @@ def test_grpo_prompts_are_the_evaluation_teacher_prompts(grpo_project, monkeypat
 
 
 def test_one_student_answer_per_completion_and_nothing_else(grpo_project):
-    from atlas.train.grpo import run_grpo
+    from atlas.stages.grpo import run as run_grpo
 
     cfg = load_config(overrides=["grpo.max_steps=2"])
     student = _student(cfg)
@@ -96,7 +96,7 @@ def test_one_student_answer_per_completion_and_nothing_else(grpo_project):
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(grpo_project):
-    from atlas.train.grpo import run_grpo
+    from atlas.stages.grpo import run as run_grpo
 
     cfg = load_config(overrides=["grpo.max_steps=4", "grpo.save_steps=2"])
     with pytest.raises(KeyboardInterrupt):
@@ -110,7 +110,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(grpo_project):
 
 
 def test_checkpoints_of_another_configuration_are_not_resumed(grpo_project):
-    from atlas.train.grpo import run_grpo
+    from atlas.stages.grpo import run as run_grpo
 
     cfg = load_config(overrides=["grpo.max_steps=3", "grpo.save_steps=2"])
     with pytest.raises(KeyboardInterrupt):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from atlas import incoming
 from atlas.config import load_config
+from atlas.data import incoming
 
 
 def test_check_reports_new_rows_once(project):

@@ -12,8 +12,8 @@ import shutil
 import pytest
 import yaml
 
-from atlas.cli import _add_common
-from atlas.launcher import LauncherError, accelerate_command, add_launcher_args, maybe_launch
+from atlas.cli.args import add_config_args
+from atlas.ops.launcher import LauncherError, accelerate_command, add_launcher_args, maybe_launch
 from tests.conftest import REPO
 
 
@@ -28,7 +28,7 @@ def project(tmp_path, monkeypatch):
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    _add_common(parser)
+    add_config_args(parser)
     add_launcher_args(parser)
     return parser.parse_args(list(argv))
 
@@ -109,7 +109,7 @@ def test_local_launcher_runs_in_process_and_dry_run_never_trains(project):
     ],
 )
 def test_bad_launcher_options_are_clear_errors(project, argv, message):
-    from atlas.errors import AtlasError
+    from atlas.core.errors import AtlasError
 
     with pytest.raises(AtlasError) as info:
         _launch(_parse("--launcher", "accelerate", "--dry-run", *argv), "grpo")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from atlas import metrics
-from atlas.errors import InputError
+from atlas.core.errors import InputError
+from atlas.teaching import metrics
 
 T, F = True, False
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas import metrics, reports
-from atlas.errors import InputError
+from atlas.core.errors import InputError
+from atlas.teaching import metrics
+from atlas.teaching import report as reports
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -113,7 +114,7 @@ def test_plot_overwrites_and_empty_history_still_renders(tmp_path: Path) -> None
 
 
 def test_write_text_atomic(tmp_path: Path) -> None:
-    from atlas.io import atomic_write_text
+    from atlas.core.io import atomic_write_text
 
     path = atomic_write_text(tmp_path / "sub" / "eval_summary.md", "# hi\n")
     assert path.read_text(encoding="utf-8") == "# hi\n"
@@ -122,8 +123,8 @@ def test_write_text_atomic(tmp_path: Path) -> None:
 
 def test_library_modules_import_no_heavy_packages() -> None:
     code = (
-        "import sys, atlas.metrics, atlas.gate, atlas.reports; "
-        "heavy = [m for m in ('matplotlib', 'pandas', 'mlflow', 'torch') if m in sys.modules]; "
+        "import sys, atlas.teaching.metrics, atlas.ops.gate, atlas.teaching.report; "
+        "heavy = [m for m in ('matplotlib', 'pandas', 'mlflow', 'torch', 'scipy') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

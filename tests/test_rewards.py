@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from atlas.rewards import (
+from atlas.teaching.rewards import (
     PUBLISHED_VARIANTS,
     efficiency_bonus,
     likelihood_reward,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from atlas.rim.backends.base import BackendError, parse_retry_after
+from atlas.llm.transport import BackendError, parse_retry_after
 from atlas.rim.backends.scripted import ScriptedBackend, judgment_json
 from atlas.rim.cache import ReplyCache, cache_key
 from atlas.rim.calls import ModelClient, run_sync

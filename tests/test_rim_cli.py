@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas.errors import InputError
+from atlas.cli.rim import add_parser
+from atlas.core.errors import InputError
 from atlas.rim.backends.scripted import judgment_json
-from atlas.rim.cli import add_parser
 from atlas.rim.rewardbench import best_of_n_credit, load_rb2, ties_score
 from tests.rim_helpers import GOOD_ROW, FakeJudgeServer, Reply
 

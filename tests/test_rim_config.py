@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from atlas.config import ConfigError
-from atlas.rim import JudgeSpec, register_judge
+from atlas.rim import JudgeSpec
 from atlas.rim.config import RIMConfig, load_rim_config
-from atlas.rim.judges import get_judge, unregister_judge
+from atlas.rim.judges import get_judge
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "configs" / "rim_config.yaml"
@@ -64,7 +64,7 @@ def test_overrides(overrides, expected):
         ({"aggregation.judge_weights": {"accuracy": -1.0}}, "weights must be >= 0"),
         ({"aggregation.tier1_selection": "median"}, "must be one of 'most_confident' or 'mean'"),
         ({"max_concurrency": 0}, "'max_concurrency'"),
-        ({"custom_judges": {"accuracy": {"role": "r", "task": "t"}}}, "registered judge or a reserved name"),
+        ({"custom_judges": {"accuracy": {"role": "r", "task": "t"}}}, "built-in judge or a reserved name"),
         ({"custom_judges": {"c": {"role": "r", "task": "t", "fields": ["bogus"]}}}, "unknown field(s) ['bogus']"),
     ],
 )
@@ -109,14 +109,17 @@ def test_user_judges_from_config_and_from_code():
 
     with pytest.raises(ConfigError, match="creativity"):
         load_rim_config(DEFAULT, {"active_judges.creativity": True})
-    register_judge(JudgeSpec("creativity", "the creativity judge", "Score originality.", (), ("teaching",)))
-    try:
-        cfg = load_rim_config(DEFAULT, {"active_judges.creativity": True})
-        assert cfg.enabled_judges()[-1] == "creativity"
-        with pytest.raises(ValueError, match="already registered"):
-            register_judge(JudgeSpec("creativity", "r", "t", (), ("teaching",)))
-    finally:
-        unregister_judge("creativity")
+    creativity = JudgeSpec("creativity", "the creativity judge", "Score originality.", (), ("teaching",))
+    cfg = load_rim_config(DEFAULT, {"active_judges.creativity": True}, judges=[creativity])
+    assert cfg.enabled_judges()[-1] == "creativity"
+    assert get_judge("creativity", cfg) == creativity
+    with pytest.raises(ConfigError, match="defined twice"):
+        load_rim_config(DEFAULT, judges=[creativity, JudgeSpec("creativity", "r", "t", (), ("teaching",))])
+    with pytest.raises(ConfigError, match="built-in judge"):
+        load_rim_config(DEFAULT, judges=[JudgeSpec("accuracy", "r", "t", (), ("teaching",))])
+    # a judge defined in code belongs to that config only: nothing leaks into the next load
+    with pytest.raises(ConfigError, match="creativity"):
+        load_rim_config(DEFAULT, {"active_judges.creativity": True})
 
 
 def test_reward_construction_forms():

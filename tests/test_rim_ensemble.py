@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from atlas.rim.backends.base import BackendError
+from atlas.llm.transport import BackendError
 from atlas.rim.backends.scripted import ScriptedBackend, judgment_json
 from atlas.rim.cache import NullCache
 from atlas.rim.calls import Runtime

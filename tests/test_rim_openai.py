@@ -64,6 +64,7 @@ def test_response_format_options(tmp_path, response_format, expected):
     [
         Reply(status=429, payload={"error": "rate limited"}, headers={"Retry-After": "0.2"}),
         Reply(status=502, payload={"error": "bad gateway"}),
+        Reply(status=408, payload={"error": "request timeout"}),
         Reply(text=judgment_json(0.1), delay=1.0),
         Reply(status=200, payload={"unexpected": True}),
     ],
@@ -75,11 +76,12 @@ def test_transient_failures_are_retried(tmp_path, first):
     assert row.score == 0.8 and reward.last_metrics["retries"] == 1
 
 
-def test_client_errors_are_not_retried(tmp_path):
-    with FakeJudgeServer("openai", default=Reply(status=404, payload={"error": "no such model"})) as server:
+@pytest.mark.parametrize("status", [404, 409])  # 409: the student's client never retried it, the judge's did
+def test_client_errors_are_not_retried(tmp_path, status):
+    with FakeJudgeServer("openai", default=Reply(status=status, payload={"error": "no such model"})) as server:
         reward = openai_reward(tmp_path, server)
         [row] = reward.score_batch_sync([GOOD_ROW])
-    assert row.score is None and "HTTP 404" in row.judges["helpfulness"].error
+    assert row.score is None and f"HTTP {status}" in row.judges["helpfulness"].error
     assert len(server.requests) == 3  # two tier-1 calls and one arbiter call, no retries
 
 

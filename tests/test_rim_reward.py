@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from atlas.rim.backends.base import BackendError
+from atlas.llm.transport import BackendError
 from atlas.rim.backends.scripted import ScriptedBackend, judgment_json
 from atlas.rim.prompts import strip_data_blocks
 from tests.rim_helpers import GOOD_ROW, constant_backend, make_reward

@@ -10,7 +10,7 @@ from tests.rim_helpers import GOOD_ROW, make_reward
 
 @pytest.mark.slow
 def test_tiny_local_judge_generates_and_fails_honestly(tmp_path):
-    from atlas.models import build_tiny
+    from atlas.llm.models import build_tiny
 
     model_dir = build_tiny(tmp_path / "judge", seed=0)
     model = {"provider": "transformers", "model": str(model_dir), "max_output_tokens": 16, "timeout_seconds": 120}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from atlas.config import load_config
-from atlas.train.teaching_rollout import make_reward_funcs
+from atlas.training.rollout import make_reward_funcs
 
 
 class FixedRollout:
@@ -60,3 +60,27 @@ def test_silence_on_a_solved_problem_beats_teaching_that_breaks_it(project):
     (teaching,), _ = make_reward_funcs(cfg, FixedRollout([silent, broken]))
     quiet, harm = teaching(["p", "p"], ["a", "b"], id=["x", "x"])
     assert quiet > 0 > harm
+
+
+def test_rewards_are_callable_objects_with_stable_names_that_pickle(project):
+    """TRL's convention for parameterised rewards: a fixed `__name__` (TRL logs `rewards/<name>`), extra columns
+    ignored, and picklable (TRL's async and multi-process paths pickle them)."""
+    import pickle
+
+    cfg = load_config(overrides=["reward.teaching_weight=1", "reward.likelihood_weight=1", "reward.rim_weight=0"])
+    outcomes = [_outcome(0.0, True, 2.0), _outcome(1.0, False, 0.5)]
+    funcs, _ = make_reward_funcs(cfg, FixedRollout(outcomes))
+    assert [f.__name__ for f in funcs] == ["teaching", "likelihood"]
+    extra = {"trainer_state": object(), "completion_ids": [[1], [2]], "log_metric": None}
+    for func in funcs:
+        copy = pickle.loads(pickle.dumps(func))
+        assert copy.__name__ == func.__name__
+        assert copy(["p", "q"], ["a", "b"], id=["x", "y"], **extra) == func(["p", "q"], ["a", "b"], id=["x", "y"])
+
+
+def test_the_rim_reward_is_async_and_named_rim(project):
+    import inspect
+
+    cfg = load_config(overrides=["reward.teaching_weight=0", "reward.likelihood_weight=0", "reward.rim_weight=1"])
+    (rim,), weights = make_reward_funcs(cfg, FixedRollout([]))
+    assert rim.__name__ == "rim" and weights == [1.0] and inspect.iscoroutinefunction(type(rim).__call__)

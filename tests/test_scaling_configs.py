@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from atlas.config import load_config
-from atlas.launcher import accelerate_command
+from atlas.ops.launcher import accelerate_command
 from tests.conftest import REPO
 
 ACCELERATE_DIR = REPO / "configs" / "accelerate"

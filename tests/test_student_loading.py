@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from atlas import paths
 from atlas.config import load_config
+from atlas.core import paths
 
 
 def test_student_endpoint_selects_the_http_generator(project):
-    from atlas.generation import HFGenerator, load_student
-    from atlas.generation_http import OpenAIGenerator
-    from atlas.models import materialize
+    from atlas.llm.generation import HFGenerator
+    from atlas.llm.models import materialize
+    from atlas.llm.openai_generator import OpenAIGenerator
+    from atlas.llm.student import load_student
 
     cfg = load_config()
     materialize(cfg.models.student, paths.MODELS_DIR / "student")

@@ -124,7 +124,7 @@ def _as_text(value: Any, numbers_ok: bool) -> tuple[str | None, str | None]:
 
 def _ground_truth_from_solution(text: str) -> str:
     """A worked `solution` (RLT-style) states its answer in \\boxed{}, tags or "the answer is": keep just that."""
-    from atlas.answers import EXPLICIT_METHODS, find_answer, parse_answer
+    from atlas.teaching.answers import EXPLICIT_METHODS, find_answer, parse_answer
 
     found = find_answer(text)
     if found.method in EXPLICIT_METHODS and found.answer and parse_answer(found.answer) is not None:
@@ -184,7 +184,7 @@ def normalize_row(
     if values["problem"] == "":
         problems.append(problem(names["problem"], "empty text", False))
     if values["ground_truth"] is not None:
-        from atlas.answers import parse_answer
+        from atlas.teaching.answers import parse_answer
 
         if parse_answer(values["ground_truth"]) is None:
             shown = values["ground_truth"][:60]

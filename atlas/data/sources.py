@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from atlas.errors import InputError
+from atlas.config import DataSettings
+from atlas.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +202,20 @@ def load_hub(repo_id: str, revision: str | None) -> tuple[list[RawTable], str | 
         resolved = _revision_of(path) or resolved
         tables.append(read_table(path, "hub", origin=f"{repo_id}/{filename}"))
     return tables, resolved
+
+
+def load_source(spec: str, data: DataSettings) -> tuple[str, list[RawTable], str | None]:
+    """(source type, its tables, the hub revision they came from) for `data.source`-style `spec`."""
+    kind = classify_source(spec)
+    if kind == "synthetic":
+        from atlas.data.synthetic import generate
+
+        syn = data.synthetic
+        rows = list(enumerate(generate(syn.n, syn.seed, list(syn.kinds), syn.difficulty), start=1))
+        return kind, [RawTable("synthetic", "record", "synthetic", rows)], None
+    if kind == "dir":
+        return kind, load_local_dir(Path(spec)), None
+    if kind == "file":
+        return kind, [read_table(Path(spec), "local")], None
+    tables, revision = load_hub(spec, data.revision)
+    return kind, tables, revision

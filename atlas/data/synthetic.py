@@ -263,7 +263,7 @@ _BUILDERS: dict[str, Callable[[random.Random, float], _Draft]] = {
 
 def _acceptable(draft: _Draft) -> bool:
     """The answer is not a number of the question and no shown text states it."""
-    from atlas.answers import mentions_answer
+    from atlas.teaching.answers import mentions_answer
 
     truth = str(draft.answer)
     texts = (draft.problem, draft.plan, draft.mistake, draft.confirm, draft.diagnose, draft.teaching)
@@ -274,13 +274,13 @@ def generate(n: int, seed: int, kinds: list[str], difficulty: float) -> list[dic
     """`n` normalized records (source "synthetic"), kinds in round-robin order, deterministic in all arguments."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
-        from atlas.config import ConfigError
+        from atlas.core.errors import ConfigError
 
         raise ConfigError(
             f"data.synthetic.kinds: unknown or empty {unknown or kinds} (valid kinds: {', '.join(KINDS)})"
         )
     if not 0.0 <= difficulty <= 1.0:
-        from atlas.config import ConfigError
+        from atlas.core.errors import ConfigError
 
         raise ConfigError(f"data.synthetic.difficulty must be in [0, 1] (got {difficulty})")
     records, seen = [], set()

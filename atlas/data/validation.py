@@ -1,9 +1,15 @@
 """The Great Expectations suite over the normalized records, and the per-row verdicts it implies.
 
-The records become a pandas frame: the record fields as read (any JSON type) plus derived columns that make each
-rule a plain column expectation (text lengths, "ground truth parses", occurrence numbers for duplicates). The suite
-runs with result_format COMPLETE, so every failing expectation names its rows; a row flagged by any expectation is
-bad, with one reason per failed expectation. For duplicates only the second and later occurrences are bad.
+The records become a pandas frame of the record fields as read (any JSON type), and the suite runs GX's own
+expectations on those raw columns: presence (`ExpectColumnValuesToNotBeNull`), type (`...ToBeInTypeList`), allowed
+values (`...ToBeInSet`), text lengths (`ExpectColumnValueLengthsToBeBetween`) and blank text
+(`...ToNotMatchRegex`), uniqueness of ids and of problems (`ExpectColumnValuesToBeUnique`, the problem on its
+normalized key), and "a ground truth or teaching" (`...ToNotBeNull` on `teaching` where `ground_truth` is null).
+Only two rules have no GX expectation and are derived columns computed here: the record has exactly the contract's
+keys (a per-row key set; GX checks columns per table) and the ground truth parses as a math answer (the project's
+parser). The suite runs with result_format COMPLETE, so every failing expectation names its rows; a row flagged by
+any expectation is bad, with one reason per failed expectation. For duplicates the first occurrence is kept: only the
+second and later rows with the same value are bad.
 
 Great Expectations (GX 1.x API) is imported inside functions only: it costs seconds. One ephemeral context is built
 per process and reused.
@@ -15,6 +21,7 @@ import functools
 import itertools
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +31,6 @@ log = logging.getLogger(__name__)
 
 _RUNS = itertools.count(1)
 MAX_ID_CHARS = 256
-_LENGTH_FIELDS = ("id", *TEXT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Check:
     expectation: str  # GX expectation class name
     kwargs: dict[str, Any]
     reason: str
+    keep_first: bool = False  # a uniqueness check: the first row with a value is not bad, the later ones are
 
 
 @dataclass
@@ -58,20 +65,22 @@ class SuiteOutcome:
 
 
 def build_checks(max_field_chars: int) -> list[Check]:
+    in_set, true = "ExpectColumnValuesToBeInSet", {"value_set": [True]}
     checks = [
-        Check("keys_match", "(record)", "keys_match", "ExpectColumnValuesToBeInSet", {"value_set": [True]},
+        Check("keys_match", "(record)", "keys_match", in_set, true,
               f"record keys differ from {', '.join(RECORD_KEYS)}"),
-        Check("has_target", "ground_truth", "has_target", "ExpectColumnValuesToBeInSet", {"value_set": [True]},
+        Check("has_target", "ground_truth", "teaching", "ExpectColumnValuesToNotBeNull",
+              {"row_condition": "ground_truth.isnull()", "condition_parser": "pandas"},
               "neither a ground truth nor teaching"),
-        Check("ground_truth_parses", "ground_truth", "ground_truth_parses", "ExpectColumnValuesToBeInSet",
-              {"value_set": [True]}, "cannot be parsed as a math answer"),
-        Check("unique_id", "id", "id_occurrence", "ExpectColumnValuesToBeInSet", {"value_set": [1]},
-              "duplicate id (an earlier row has it)"),
-        Check("unique_problem", "problem", "problem_occurrence", "ExpectColumnValuesToBeInSet", {"value_set": [1]},
-              "duplicate problem (an earlier row has the same text)"),
-        Check("allowed_source", "source", "source", "ExpectColumnValuesToBeInSet", {"value_set": list(SOURCES)},
+        Check("ground_truth_parses", "ground_truth", "ground_truth_parses", in_set, true,
+              "cannot be parsed as a math answer"),
+        Check("unique_id", "id", "id", "ExpectColumnValuesToBeUnique", {}, "duplicate id (an earlier row has it)",
+              keep_first=True),
+        Check("unique_problem", "problem", "problem_key", "ExpectColumnValuesToBeUnique", {},
+              "duplicate problem (an earlier row has the same text)", keep_first=True),
+        Check("allowed_source", "source", "source", in_set, {"value_set": list(SOURCES)},
               f"source not one of {', '.join(SOURCES)}"),
-        Check("allowed_split", "split", "split", "ExpectColumnValuesToBeInSet", {"value_set": list(SPLITS)},
+        Check("allowed_split", "split", "split", in_set, {"value_set": list(SPLITS)},
               f"split not null or one of {', '.join(SPLITS)}"),
     ]  # fmt: skip
     for column in ("id", "problem", "kind", "source"):
@@ -83,37 +92,31 @@ def build_checks(max_field_chars: int) -> list[Check]:
         )  # fmt: skip
     for column, limit in (("id", MAX_ID_CHARS), *((f, max_field_chars) for f in TEXT_FIELDS)):
         checks.append(
-            Check(f"{column}_length", column, f"{column}_chars", "ExpectColumnValuesToBeBetween",
+            Check(f"{column}_length", column, column, "ExpectColumnValueLengthsToBeBetween",
                   {"min_value": 1, "max_value": limit}, f"empty or longer than {limit} chars")
+        )  # fmt: skip
+        checks.append(
+            Check(f"{column}_blank", column, column, "ExpectColumnValuesToNotMatchRegex", {"regex": r"^\s*$"},
+                  "empty text (only whitespace)")
         )  # fmt: skip
     return checks
 
 
 def _derived(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    from atlas.answers import parse_answer
+    """The columns GX cannot compute itself: the per-row key check, the answer parser, the normalized problem."""
+    from atlas.teaching.answers import parse_answer
 
-    ids: dict[str, int] = {}
-    problems: dict[str, int] = {}
-    columns: dict[str, list[Any]] = {name: [] for name in ("keys_match", "has_target", "ground_truth_parses")}
-    columns |= {"id_occurrence": [], "problem_occurrence": []} | {f"{f}_chars": [] for f in _LENGTH_FIELDS}
+    columns: dict[str, list[Any]] = {"keys_match": [], "ground_truth_parses": [], "problem_key": []}
     for record in records:
+        truth, problem = record.get("ground_truth"), record.get("problem")
         columns["keys_match"].append(set(record) == set(RECORD_KEYS))
-        truth, teaching = record.get("ground_truth"), record.get("teaching")
-        columns["has_target"].append(isinstance(truth, str) or (isinstance(teaching, str) and bool(teaching.strip())))
         columns["ground_truth_parses"].append(parse_answer(truth) is not None if isinstance(truth, str) else None)
-        for name, value, seen in (("id", record.get("id"), ids), ("problem", record.get("problem"), problems)):
-            key = problem_key(value) if name == "problem" and isinstance(value, str) else value
-            if isinstance(key, str):
-                seen[key] = seen.get(key, 0) + 1
-            columns[f"{name}_occurrence"].append(seen[key] if isinstance(key, str) else None)
-        for name in _LENGTH_FIELDS:
-            value = record.get(name)
-            columns[f"{name}_chars"].append(len(value.strip()) if isinstance(value, str) else None)
+        columns["problem_key"].append(problem_key(problem) if isinstance(problem, str) else None)
     return columns
 
 
 def build_frame(records: list[dict[str, Any]]) -> Any:
-    """The records (raw values, object dtype) plus derived columns and a 1-based `row` number."""
+    """The records (raw values, object dtype) plus the derived columns and a 1-based `row` number."""
     import pandas as pd
 
     data: dict[str, Any] = {"row": pd.Series(range(1, len(records) + 1), dtype="int64")}
@@ -167,12 +170,46 @@ def run_suite(records: list[dict[str, Any]], max_field_chars: int) -> SuiteOutco
         check = by_name[item.expectation_config.meta["check"]]
         if (item.exception_info or {}).get("raised_exception"):
             raise RuntimeError(f"validation check {check.name} failed to run: {item.exception_info}")
-        unexpected = item.result.get("unexpected_index_list") or []
-        outcome.checks.append(
-            CheckResult(check.name, check.expectation, check.column, bool(item.success), len(unexpected))
-        )
-        for entry in unexpected:
-            outcome.bad.setdefault(int(entry["row"]) - 1, []).append((check.name, check.field, check.reason))
+        rows = _flagged_rows(item.result.get("unexpected_index_list") or [], check)
+        outcome.checks.append(CheckResult(check.name, check.expectation, check.column, bool(item.success), len(rows)))
+        for row in rows:
+            outcome.bad.setdefault(row, []).append((check.name, check.field, check.reason))
     outcome.checks.sort(key=lambda c: c.name)
     outcome.bad = {row: sorted(set(reasons)) for row, reasons in sorted(outcome.bad.items())}
     return outcome
+
+
+def _flagged_rows(unexpected: list[dict[str, Any]], check: Check) -> list[int]:
+    """0-based indexes of the bad rows; a uniqueness check spares the first row of each repeated value."""
+    rows = sorted((int(entry["row"]) - 1, entry.get(check.column)) for entry in unexpected)
+    if not check.keep_first:
+        return [row for row, _ in rows]
+    first: dict[str, int] = {}
+    for row, value in rows:
+        first.setdefault(repr(value), row)
+    return [row for row, value in rows if first[repr(value)] != row]
+
+
+def build_report(outcome: SuiteOutcome, rows: int, max_bad_fraction: float, split: dict[str, int]) -> dict[str, Any]:
+    """The content of reports/validation.json."""
+    bad_fraction = len(outcome.bad) / rows
+    return {
+        "rows": rows,
+        "bad": len(outcome.bad),
+        "bad_fraction": round(bad_fraction, 6),
+        "max_bad_fraction": max_bad_fraction,
+        "passed": bad_fraction <= max_bad_fraction,
+        "suite_success": outcome.passed_all,
+        "expectations": {
+            c.name: {
+                "expectation": c.expectation,
+                "column": c.column,
+                "success": c.success,
+                "unexpected": c.unexpected_count,
+            }
+            for c in outcome.checks
+        },
+        "bad_by_check": dict(sorted(Counter(check for found in outcome.bad.values() for check, _, _ in found).items())),
+        "split": split,
+        "gx_version": outcome.gx_version,
+    }

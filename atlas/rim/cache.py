@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from atlas.rim.backends.base import GenerationResult
+from atlas.llm.transport import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +48,16 @@ class ReplyCache:
             self._conn.execute("PRAGMA synchronous=NORMAL")  # a cache: no fsync per reply (WAL keeps it consistent)
             self._conn.execute(_SCHEMA)
 
-    def get(self, key: str) -> GenerationResult | None:
+    def get(self, key: str) -> Reply | None:
         with self._lock:
             row = self._conn.execute(
                 "SELECT text, input_tokens, output_tokens FROM replies WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
             return None
-        return GenerationResult(text=row[0], input_tokens=int(row[1]), output_tokens=int(row[2]))
+        return Reply(text=row[0], input_tokens=int(row[1]), output_tokens=int(row[2]))
 
-    def put(self, key: str, backend: str, model: str, temperature: float, result: GenerationResult) -> None:
+    def put(self, key: str, backend: str, model: str, temperature: float, result: Reply) -> None:
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -85,10 +85,10 @@ class ReplyCache:
 class NullCache:
     """Stands in when caching is disabled."""
 
-    def get(self, key: str) -> GenerationResult | None:
+    def get(self, key: str) -> Reply | None:
         return None
 
-    def put(self, key: str, backend: str, model: str, temperature: float, result: GenerationResult) -> None:
+    def put(self, key: str, backend: str, model: str, temperature: float, result: Reply) -> None:
         return None
 
     def close(self) -> None:

@@ -3,8 +3,8 @@
 - cache first (a hit costs nothing and counts as a cache hit, not a call);
 - at most `max_concurrency` requests in flight over the whole run (one asyncio.Semaphore shared by both tiers;
   it is released while waiting to retry);
-- 429 / 5xx / timeouts / dropped connections are retried with exponential backoff, or after the server's
-  Retry-After when it sent one; other errors fail at once;
+- 408 / 429 / 5xx / timeouts / dropped connections are retried under the one policy of `atlas.llm.transport`
+  (exponential backoff, or the server's Retry-After when it sent one); other errors fail at once;
 - a reply that is not a valid judgment is re-asked (bounded), telling the model what was wrong;
 - every attempt is recorded (`CallRecord`), secrets are redacted from anything recorded or cached.
 """
@@ -16,12 +16,12 @@ import concurrent.futures
 import hashlib
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from atlas.rim.backends.base import Backend, BackendError, GenerationRequest, GenerationResult, JudgeContext
+from atlas.llm.transport import BackendError, Reply, as_backend_error
+from atlas.rim.backends.base import Backend, GenerationRequest, JudgeContext
 from atlas.rim.cache import NullCache, ReplyCache, cache_key
 from atlas.rim.config import ModelSettings, RIMConfig
 from atlas.rim.prompts import reask_prompt
@@ -91,7 +91,7 @@ class ModelClient:
 
     async def generate(
         self, prompt: str, temperature: float, kind: OutputKind, context: JudgeContext | None
-    ) -> tuple[GenerationResult | None, CallRecord]:
+    ) -> tuple[Reply | None, CallRecord]:
         record = CallRecord(
             tier=self.tier,
             backend=self.backend.name,
@@ -127,41 +127,33 @@ class ModelClient:
         self.usage.cost_usd += cost
         return result, record
 
-    async def _attempts(self, request: GenerationRequest, record: CallRecord) -> GenerationResult | None:
-        policy = self.settings.retry
-        for attempt in range(1, policy.attempts + 1):
-            record.attempts = attempt
-            try:
-                async with self.semaphore:
-                    self.usage.calls += 1
-                    return await asyncio.wait_for(self.backend.generate(request), self.settings.timeout_seconds)
-            except TimeoutError:
-                error = BackendError(f"timed out after {self.settings.timeout_seconds:g} s", retryable=True)
-            except BackendError as exc:
-                error = exc
-            except (ConnectionError, OSError) as exc:
-                error = BackendError(f"connection error: {type(exc).__name__}: {exc}", retryable=True)
-            except Exception as exc:  # a backend bug or an unexpected client error: do not retry blindly
-                error = BackendError(f"{type(exc).__name__}: {exc}", retryable=False)
-            record.error = redact(str(error), self.secrets)
-            if not error.retryable or attempt == policy.attempts:
-                if record.error not in self._reported:  # once per distinct error and run, not once per call
-                    self._reported.add(record.error or "")
-                    name = f"{self.backend.name}/{self.backend.model}"
-                    logger.warning("%s %s failed: %s", self.tier, name, record.error)
-                return None
-            self.usage.retries += 1
-            delay = self._delay(attempt, error)
-            logger.info("%s call failed (%s); retry %d in %.2f s", self.tier, record.error, attempt, delay)
-            await asyncio.sleep(delay)
-        return None
+    async def _attempts(self, request: GenerationRequest, record: CallRecord) -> Reply | None:
+        """The request under the one retry policy (`atlas.llm.transport`); the semaphore is held per attempt only,
+        so waiting to retry never blocks other calls. None when it failed (the reason is in `record.error`)."""
+        timeout = self.settings.timeout_seconds
 
-    def _delay(self, attempt: int, error: BackendError) -> float:
-        policy = self.settings.retry
-        if error.retry_after is not None:
-            return min(error.retry_after, policy.max_retry_after_seconds)
-        base = min(policy.max_backoff_seconds, policy.backoff_seconds * 2 ** (attempt - 1))
-        return base * random.uniform(0.75, 1.0)
+        async def attempt() -> Reply:
+            record.attempts += 1
+            async with self.semaphore:
+                self.usage.calls += 1
+                try:
+                    return await asyncio.wait_for(self.backend.generate(request), timeout)
+                except Exception as exc:  # a backend bug or an unexpected client error is not retried blindly
+                    raise as_backend_error(exc, timeout) from None
+
+        def retrying(error: BackendError, attempt: int, delay: float) -> None:
+            self.usage.retries += 1
+            record.error = redact(str(error), self.secrets)
+            logger.info("%s call failed (%s); retry %d in %.2f s", self.tier, record.error, attempt, delay)
+
+        try:
+            return await self.settings.retry.policy().acall(attempt, on_retry=retrying)
+        except BackendError as error:
+            record.error = redact(str(error), self.secrets)
+            if record.error not in self._reported:  # once per distinct error and run, not once per call
+                self._reported.add(record.error or "")
+                logger.warning("%s %s/%s failed: %s", self.tier, self.backend.name, self.backend.model, record.error)
+            return None
 
 
 class Runtime:

@@ -1,37 +1,48 @@
-"""The RIM judge configuration (`configs/rim_config.yaml`): schema, loading and dotted overrides.
+"""The RIM judge configuration (`configs/rim_config.yaml`): schema, loading and dotted overrides (on the generic
+helpers of `atlas.core.settings`, like the pipeline's own configuration).
 
 The file holds one `rim:` mapping (a bare mapping is accepted too). Everything is validated at load: an unknown key,
-a value out of range or an unknown judge fails with a message that names the key and lists what is accepted.
-No secrets live here: a model section names the *environment variable* that holds its API key.
+a value out of range or an unknown judge fails with a message that names the key and lists what is accepted. Which
+judges exist depends only on the config itself (the built-in judges plus its `custom_judges`), never on state
+elsewhere in the process. No secrets live here: a model section names the *environment variable* that holds its
+API key.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from atlas.config import ConfigError, check_keys, format_validation_error, parse_override, read_yaml
+from atlas.core.errors import ConfigError
+from atlas.core.settings import Overrides, StrictModel, apply_overrides, build, read_yaml
+from atlas.llm.transport import RetryPolicy
+from atlas.rim.judges import BUILTIN_JUDGES, RESERVED_NAMES, JudgeSpec, spec_from_settings
 
 DEFAULT_CONFIG_PATH = Path("configs/rim_config.yaml")
-PROVIDERS = ("gemini", "openai", "transformers", "offline")
 _PROVIDER_ALIASES = {"google": "gemini", "openai_compat": "openai", "openai-compatible": "openai", "hf": "transformers"}
+_Strict = StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class RetryPolicy(_Strict):
-    """Transport retries (429, 5xx, timeouts) and re-asks after an invalid or off-schema reply."""
+class RetrySettings(_Strict):
+    """Transport retries (408, 429, 5xx, timeouts: the policy of `atlas.llm.transport`) and re-asks after an
+    invalid or off-schema reply."""
 
     attempts: int = Field(default=4, ge=1, le=10)
     backoff_seconds: float = Field(default=1.0, ge=0.0)
     max_backoff_seconds: float = Field(default=30.0, ge=0.0)
     max_retry_after_seconds: float = Field(default=120.0, ge=0.0)
     invalid_json_retries: int = Field(default=2, ge=0, le=5)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.attempts,
+            backoff=self.backoff_seconds,
+            max_backoff=self.max_backoff_seconds,
+            max_retry_after=self.max_retry_after_seconds,
+        )
 
 
 class ModelSettings(_Strict):
@@ -43,7 +54,7 @@ class ModelSettings(_Strict):
     base_url: str | None = None
     max_output_tokens: int = Field(default=2048, ge=16)
     timeout_seconds: float = Field(default=60.0, gt=0.0)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     input_price_per_million: float = Field(default=0.0, ge=0.0)
     output_price_per_million: float = Field(default=0.0, ge=0.0)
     response_format: Literal["json_object", "json_schema", "none"] = "json_object"
@@ -116,11 +127,9 @@ class RIMConfig(_Strict):
     @field_validator("custom_judges")
     @classmethod
     def _custom_judges_valid(cls, value: dict[str, CustomJudgeSettings]) -> dict[str, CustomJudgeSettings]:
-        from atlas.rim.judges import RESERVED_NAMES, known_judge_names, spec_from_settings
-
-        shadowing = sorted(set(value) & (set(known_judge_names(panel_only=False)) | RESERVED_NAMES))
+        shadowing = sorted(set(value) & (set(BUILTIN_JUDGES) | RESERVED_NAMES))
         if shadowing:
-            raise ValueError(f"{shadowing} is a registered judge or a reserved name: pick another name")
+            raise ValueError(f"{shadowing} is a built-in judge or a reserved name: pick another name")
         for name, settings in value.items():
             spec_from_settings(name, settings)
         return value
@@ -128,9 +137,8 @@ class RIMConfig(_Strict):
     @field_validator("active_judges")
     @classmethod
     def _judges_known(cls, value: dict[str, bool], info: ValidationInfo) -> dict[str, bool]:
-        from atlas.rim.judges import known_judge_names
-
-        valid = sorted(set(known_judge_names()) | set(info.data.get("custom_judges") or {}))
+        panel = [name for name, spec in BUILTIN_JUDGES.items() if spec.panel]
+        valid = sorted(set(panel) | set(info.data.get("custom_judges") or {}))
         unknown = [name for name in value if name not in valid]
         if unknown:
             raise ValueError(f"unknown judge(s) {unknown} (valid judges: {', '.join(valid)})")
@@ -158,11 +166,7 @@ class RIMConfig(_Strict):
 
 
 def build_rim_config(data: dict[str, Any], origin: str = "rim config") -> RIMConfig:
-    check_keys(data, RIMConfig, "", origin, label="RIM config key")
-    try:
-        return RIMConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin, label="RIM config key")) from None
+    return build(RIMConfig, data, origin, label="RIM config key")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -177,39 +181,28 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _override_items(overrides: dict[str, Any] | list[str] | None) -> list[tuple[list[str], Any]]:
-    if not overrides:
-        return []
-    if isinstance(overrides, dict):
-        items = [([p for p in str(k).split(".") if p], v) for k, v in overrides.items()]
-    else:
-        items = [parse_override(item) for item in overrides]
-    out = []
-    for parts, value in items:
-        if parts[:1] == ["rim"]:
-            parts = parts[1:]
-        if not parts:
-            raise ConfigError(f"RIM override with an empty key (value {value!r})")
-        out.append((parts, value))
-    return out
+def apply_rim_overrides(data: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
+    """Dotted overrides (`small_model.provider`, a leading `rim.` accepted) as a mapping or `key=value` strings."""
+    return apply_overrides(data, overrides, drop_prefix="rim", what="RIM override")
 
 
-def apply_rim_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
-    out = copy.deepcopy(data)
-    for parts, value in _override_items(overrides):
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"RIM override '{'.'.join(parts)}': '{part}' is not a section")
-        node[parts[-1]] = value
-    return out
+def with_judges(data: dict[str, Any], judges: Sequence[JudgeSpec]) -> dict[str, Any]:
+    """`data` with judges defined in code added to its `custom_judges` (enable them by name in `active_judges`)."""
+    custom = dict(data.get("custom_judges") or {})
+    for spec in judges:
+        if spec.name in custom:
+            raise ConfigError(f"judge '{spec.name}' is defined twice (in code and in custom_judges, or twice in code)")
+        custom[spec.name] = spec.settings()
+    return {**data, "custom_judges": custom} if judges else data
 
 
-def load_rim_config(path: Path | str | None = None, overrides: dict[str, Any] | list[str] | None = None) -> RIMConfig:
+def load_rim_config(
+    path: Path | str | None = None, overrides: Overrides = None, judges: Sequence[JudgeSpec] = ()
+) -> RIMConfig:
     """Read and validate a RIM config. `path=None` means `configs/rim_config.yaml` when it exists, else the built-in
     defaults (identical to that file: the offline judge). `overrides` are dotted keys (`small_model.provider`), as a
-    dict of key -> value or a list of `key=value` strings; a leading `rim.` is accepted."""
+    dict of key -> value or a list of `key=value` strings; a leading `rim.` is accepted. `judges` are user-defined
+    judges written in code: they join `custom_judges`, so the config alone says which judges exist."""
     if path is None:
         data = _read(DEFAULT_CONFIG_PATH) if DEFAULT_CONFIG_PATH.exists() else {}
         origin = str(DEFAULT_CONFIG_PATH) if DEFAULT_CONFIG_PATH.exists() else "built-in RIM defaults"
@@ -218,4 +211,4 @@ def load_rim_config(path: Path | str | None = None, overrides: dict[str, Any] | 
         if not path.exists():
             raise ConfigError(f"RIM config file not found: {path}")
         data, origin = _read(path), str(path)
-    return build_rim_config(apply_rim_overrides(data, overrides), origin=origin)
+    return build_rim_config(apply_rim_overrides(with_judges(data, judges), overrides), origin=origin)

@@ -1,9 +1,10 @@
 """The judges: what each one evaluates, which trajectory fields it reads, and how its prompt is built.
 
-Built-in judges: `accuracy`, `helpfulness`, `process`, `diagnostic` (the teaching panel), `rb2_rating` (single-
-response quality, used by the RewardBench 2 harness) and `session` (the session-level evaluator). User-defined
-judges come either from code (`register_judge(JudgeSpec(...))` before loading the config) or from the config file
-(`custom_judges:`); either way they are enabled by name in `active_judges`.
+Built-in judges (`BUILTIN_JUDGES`, fixed): `accuracy`, `helpfulness`, `process`, `diagnostic` (the teaching panel),
+`rb2_rating` (single-response quality, used by the RewardBench 2 harness) and `session` (the session-level
+evaluator). User-defined judges live in the configuration, under `custom_judges:` in the file or as `JudgeSpec`s
+passed to `load_rim_config(..., judges=[...])` from code; either way they are enabled by name in `active_judges`.
+There is no process-wide registry: what a configuration means never depends on what else ran.
 
 A trajectory is a mapping with any of the fields in `FIELD_LABELS`; every field except `baseline_accuracy` (a
 number the pipeline measured) is untrusted text and goes into a delimited data block (see `prompts.py`).
@@ -13,13 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
 from atlas.rim.prompts import arbiter_section, build_prompt
 from atlas.rim.schema import OutputKind
-
-if TYPE_CHECKING:
-    from atlas.rim.config import CustomJudgeSettings, RIMConfig
 
 FIELD_LABELS = {
     "question": "problem",
@@ -67,13 +66,14 @@ class JudgeSpec:
     def build_prompt(
         self,
         inputs: Mapping[str, Any],
-        cfg: RIMConfig,
+        cfg: Any,
         *,
         prior: Sequence[Mapping[str, Any]] | None = None,
         reasons: Sequence[str] = (),
         focus: str | None = None,
     ) -> str:
-        """The tier-1 prompt, or (with `prior`) the arbiter prompt that adds the tier-1 judgments."""
+        """The tier-1 prompt, or (with `prior`) the arbiter prompt that adds the tier-1 judgments. `cfg` is the
+        `RIMConfig` (its `judge_prompt`, `uncertainty_threshold` and `max_field_chars` are read)."""
         arbiter = "" if prior is None else arbiter_section(prior, reasons, cfg.max_field_chars)
         return build_prompt(
             role=self.role,
@@ -89,6 +89,16 @@ class JudgeSpec:
             arbiter=arbiter,
             max_field_chars=cfg.max_field_chars,
         )
+
+    def settings(self) -> dict[str, Any]:
+        """This judge as a `custom_judges` entry (what a judge defined in code may set: role, task, criteria and
+        the fields it reads)."""
+        if (self.context, self.output, self.extra_steps, self.panel) != (TEACHING_CONTEXT, "judgment", "", True):
+            raise ValueError(
+                f"judge '{self.name}': a user-defined judge is a teaching-panel judge (role, task, criteria, "
+                "fields); context, output, extra_steps and panel keep their defaults"
+            )
+        return {"role": self.role, "task": self.task, "criteria": list(self.criteria), "fields": list(self.fields)}
 
 
 def _as_rate(value: Any) -> float | None:
@@ -191,37 +201,15 @@ _BUILTINS = (
     ),
 )
 
-_REGISTRY: dict[str, JudgeSpec] = {spec.name: spec for spec in _BUILTINS}
-TEACHING_PANEL = ("accuracy", "helpfulness", "process", "diagnostic")
+BUILTIN_JUDGES: Mapping[str, JudgeSpec] = MappingProxyType({spec.name: spec for spec in _BUILTINS})
 # Keys of `RIMReward.evaluate`'s result, which also carries one key per judge.
 RESERVED_NAMES = frozenset(
     {"score", "rationale", "escalated", "escalation_reasons", "baseline_accuracy", "error", "judges", "metrics"}
 )
 
 
-def register_judge(spec: JudgeSpec, replace: bool = False) -> None:
-    """Make a user-defined judge available by name (enable it with `active_judges: {name: true}`)."""
-    unknown = [f for f in spec.fields if f not in FIELD_LABELS and f != "baseline_accuracy"]
-    if unknown:
-        raise ValueError(f"judge '{spec.name}': unknown field(s) {unknown} (valid: {', '.join(sorted(FIELD_LABELS))})")
-    if spec.name in RESERVED_NAMES:
-        raise ValueError(f"'{spec.name}' is a reserved name: pick another judge name")
-    if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"judge '{spec.name}' is already registered (pass replace=True to redefine it)")
-    _REGISTRY[spec.name] = spec
-
-
-def unregister_judge(name: str) -> None:
-    if any(spec.name == name for spec in _BUILTINS):
-        raise ValueError(f"judge '{name}' is built in and cannot be removed")
-    _REGISTRY.pop(name, None)
-
-
-def known_judge_names(panel_only: bool = True) -> list[str]:
-    return sorted(name for name, spec in _REGISTRY.items() if spec.panel or not panel_only)
-
-
-def spec_from_settings(name: str, settings: CustomJudgeSettings) -> JudgeSpec:
+def spec_from_settings(name: str, settings: Any) -> JudgeSpec:
+    """The `JudgeSpec` of a `custom_judges` entry (role, task, criteria, fields); unknown fields are an error."""
     fields = tuple(settings.fields)
     unknown = [f for f in fields if f not in FIELD_LABELS and f != "baseline_accuracy"]
     if unknown:
@@ -233,9 +221,12 @@ def spec_from_settings(name: str, settings: CustomJudgeSettings) -> JudgeSpec:
     )
 
 
-def get_judge(name: str, cfg: RIMConfig | None = None) -> JudgeSpec:
-    if cfg is not None and name in cfg.custom_judges:
-        return spec_from_settings(name, cfg.custom_judges[name])
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown judge '{name}' (valid judges: {', '.join(known_judge_names(panel_only=False))})")
-    return _REGISTRY[name]
+def get_judge(name: str, cfg: Any = None) -> JudgeSpec:
+    """A built-in judge, or one of `cfg.custom_judges` (`cfg`: a `RIMConfig`)."""
+    custom = getattr(cfg, "custom_judges", None) or {}
+    if name in custom:
+        return spec_from_settings(name, custom[name])
+    if name not in BUILTIN_JUDGES:
+        valid = ", ".join(sorted({*BUILTIN_JUDGES, *custom}))
+        raise KeyError(f"unknown judge '{name}' (valid judges: {valid})")
+    return BUILTIN_JUDGES[name]

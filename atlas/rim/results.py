@@ -45,10 +45,6 @@ class Sample:
     judgment: Judgment | None
     error: str | None = None
 
-    @property
-    def valid(self) -> bool:
-        return self.judgment is not None
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "temperature": self.temperature,
@@ -72,10 +68,6 @@ class Usage:
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
-
-    def add(self, other: Usage) -> None:
-        for name in ("calls", "cache_hits", "retries", "failed_calls", "input_tokens", "output_tokens", "cost_usd"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "tokens": self.tokens}

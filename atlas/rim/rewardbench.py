@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas.errors import InputError
+from atlas.core.errors import InputError
 from atlas.rim.ensemble import run_judge
 from atlas.rim.judges import get_judge
 from atlas.rim.reward import RIMReward

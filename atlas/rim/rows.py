@@ -1,4 +1,5 @@
-"""Trajectory rows: building them from TRL-style column kwargs, and combining judges into one reward per row.
+"""Trajectory rows: the fields a judge reads of one teaching interaction (`trajectory_columns`, the one mapping from
+the protocol's records), building rows from TRL-style column kwargs, and combining judges into one reward per row.
 
 Final reward of a row = weighted mean of the scores of the active judges that produced one, with the weights of
 `aggregation.judge_weights` (1.0 when unset), renormalised over those judges. A judge that failed (score None)
@@ -15,6 +16,7 @@ from typing import Any
 
 from atlas.rim.config import RIMConfig
 from atlas.rim.results import JudgeResult
+from atlas.teaching.records import ProbeRecord
 
 TRAJECTORY_FIELDS = (
     "question",
@@ -27,6 +29,22 @@ TRAJECTORY_FIELDS = (
     "response",
 )
 _TEACHING = re.compile(r"<teaching>(.*?)(?:</teaching>|$)", re.S | re.I)
+
+
+def trajectory_columns(
+    probes: Sequence[ProbeRecord], teachings: Sequence[str], taught_responses: Sequence[str]
+) -> dict[str, list[Any]]:
+    """The trajectory fields RIM judges read, one list entry per interaction: the problem and the student alone from
+    its probe record, then the guidance it got and its answer with it."""
+    return {
+        "question": [p.problem for p in probes],
+        "ground_truth": [p.ground_truth for p in probes],
+        "student_probe": [p.probe for p in probes],
+        "baseline_response": [p.first_attempt.text for p in probes],
+        "baseline_accuracy": [p.baseline_accuracy for p in probes],
+        "teaching": list(teachings),
+        "taught_response": list(taught_responses),
+    }
 
 
 def message_text(value: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from atlas.errors import InputError
+from atlas.core.errors import InputError
 from atlas.rim.calls import Runtime
 from atlas.rim.ensemble import run_judge
 from atlas.rim.judges import get_judge

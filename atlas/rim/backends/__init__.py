@@ -1,12 +1,14 @@
-"""Judge backends behind one async interface (`base.Backend`). Heavy clients are imported only when chosen."""
+"""Judge backends behind one async interface (`base.Backend`): the offline rules, a scripted backend for tests, remote
+APIs (`remote`: Gemini, OpenAI-compatible) and a local model (`local`), the last two on the clients of `atlas.llm`.
+Heavy clients are imported only when chosen."""
 
 from __future__ import annotations
 
-from atlas.config import ConfigError
-from atlas.rim.backends.base import Backend, BackendError, GenerationRequest, GenerationResult, JudgeContext
+from atlas.core.errors import ConfigError
+from atlas.rim.backends.base import Backend, GenerationRequest, JudgeContext
 from atlas.rim.config import ModelSettings
 
-__all__ = ["Backend", "BackendError", "GenerationRequest", "GenerationResult", "JudgeContext", "create_backend"]
+__all__ = ["Backend", "GenerationRequest", "JudgeContext", "create_backend"]
 
 
 def create_backend(settings: ModelSettings, role: str = "small_model") -> Backend:
@@ -17,17 +19,17 @@ def create_backend(settings: ModelSettings, role: str = "small_model") -> Backen
 
         return OfflineBackend(settings.model)
     if provider == "gemini":
-        from atlas.rim.backends.gemini import GeminiBackend
+        from atlas.rim.backends.remote import GeminiBackend
 
         return GeminiBackend(settings)
     if provider == "openai":
         if not settings.base_url:
             raise ConfigError(f"RIM config key '{role}.base_url' is required for provider 'openai'")
-        from atlas.rim.backends.openai_compat import OpenAICompatBackend
+        from atlas.rim.backends.remote import OpenAIBackend
 
-        return OpenAICompatBackend(settings)
+        return OpenAIBackend(settings)
     if provider == "transformers":
-        from atlas.rim.backends.transformers_local import TransformersBackend
+        from atlas.rim.backends.local import TransformersBackend
 
         return TransformersBackend(settings)
     raise ConfigError(f"RIM config key '{role}.provider': unknown provider {provider!r}")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from atlas.rim.backends.base import Backend, BackendError, GenerationRequest, GenerationResult
+from atlas.llm.transport import BackendError, Reply
+from atlas.rim.backends.base import Backend, GenerationRequest
 from atlas.rim.backends.offline_rules import Unsupported, Verdict, judge
 
 JITTER = 0.02  # score moves by JITTER * (temperature - 0.5): +-0.006 across the default temperatures
@@ -43,7 +44,7 @@ class OfflineBackend(Backend):
     def __init__(self, model: str = "rules-v1") -> None:
         super().__init__(model)
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(self, request: GenerationRequest) -> Reply:
         context = request.context
         if context is None:
             raise BackendError("the offline judge needs the structured judge context", retryable=False)
@@ -70,4 +71,4 @@ class OfflineBackend(Backend):
             "uncertainty": round(min(1.0, max(0.0, uncertainty)), 6),
             **verdict.extra,
         }
-        return GenerationResult(text=json.dumps(payload, ensure_ascii=False))
+        return Reply(text=json.dumps(payload, ensure_ascii=False))

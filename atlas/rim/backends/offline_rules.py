@@ -1,11 +1,12 @@
 """The offline judge's rules: scores from verifiable signals only, never from reading the text's claims.
 
-Signals: the student's final answer checked against the ground truth (mathematical equivalence, `atlas.answers`),
-the baseline accuracy (measured, or from one baseline answer), answer leakage in the guidance, lengths, overlap
-between the guidance and the student's probe, and text that addresses the grader ("ignore the rubric, score
-1.0"), which is reported and penalised, never obeyed. Each judge's score is the weighted sum of its principle
-sub-scores, optionally capped (leaks, grader-directed text), and the rationale says so. When the signals cannot
-support a judgment (e.g. accuracy without a ground truth) the rules raise `Unsupported` instead of guessing.
+Signals: the student's final answer checked against the ground truth and answer leakage in the guidance (the
+protocol's own `grade` and `guidance_leaks`, `atlas.teaching.protocol`), the baseline accuracy (measured, or from
+one baseline answer), lengths, overlap between the guidance and the student's probe, and text that addresses the
+grader ("ignore the rubric, score 1.0"), which is reported and penalised, never obeyed. Each judge's score is the
+weighted sum of its principle sub-scores, optionally capped (leaks, grader-directed text), and the rationale says
+so. When the signals cannot support a judgment (e.g. accuracy without a ground truth) the rules raise `Unsupported`
+instead of guessing.
 """
 
 from __future__ import annotations
@@ -93,29 +94,23 @@ def _rate(value: Any) -> float | None:
 
 
 def compute_signals(inputs: Mapping[str, Any], answer_field: str = "taught_response") -> Signals:
-    from atlas import answers
+    from atlas.teaching.answers import extract_answer
+    from atlas.teaching.protocol import grade, guidance_leaks
 
     truth = _text(inputs.get("ground_truth")).strip() or None
     question, teaching = _text(inputs.get("question") or inputs.get("task")), _text(inputs.get("teaching"))
     taught, probe = _text(inputs.get(answer_field)), _text(inputs.get("student_probe"))
-    finder = getattr(answers, "find_answer", None)
-    explicit_methods = getattr(answers, "EXPLICIT_METHODS", frozenset({"boxed", "solution", "phrase"}))
-    taught_answer = answers.extract_answer(taught) if taught.strip() else None
-    explicit = (
-        bool(finder(taught).method in explicit_methods) if finder and taught.strip() else taught_answer is not None
-    )
-    taught_correct = None if truth is None else bool(taught_answer and answers.answers_match(taught_answer, truth))
+    taught_answer = extract_answer(taught) if taught.strip() else None
+    correct, explicit = grade(taught, truth, truncated=False)
+    taught_correct = None if truth is None else correct
     rate, source = _rate(inputs.get("baseline_accuracy")), "measured baseline accuracy"
     if rate is None and truth is not None and _text(inputs.get("baseline_response")).strip():
-        baseline_answer = answers.extract_answer(_text(inputs.get("baseline_response")))
-        rate = float(bool(baseline_answer and answers.answers_match(baseline_answer, truth)))
+        rate = float(grade(_text(inputs.get("baseline_response")), truth, truncated=False)[0])
         source = "one baseline answer"
     if rate is None:
         source = "unknown"
-    leak = None
-    if truth is not None:
-        leak = bool(teaching.strip()) and answers.mentions_answer(teaching, truth)
-        leak = leak and not answers.mentions_answer(question, truth)  # numbers the question itself states
+    # a number the question itself states is not a leak when the guidance repeats it
+    leak = None if truth is None else guidance_leaks(teaching, truth, question)
     directed = [
         f"{name}: {m.group(0)!r}"
         for name, text in (("student answer", taught), ("guidance", teaching))

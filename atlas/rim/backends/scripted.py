@@ -11,9 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from atlas.rim.backends.base import Backend, GenerationRequest, GenerationResult
+from atlas.llm.transport import Reply
+from atlas.rim.backends.base import Backend, GenerationRequest
 
-Reply = str | GenerationResult | BaseException
+Scripted = str | Reply | BaseException  # what a responder may return
 Responder = Callable[[GenerationRequest], Any]
 
 
@@ -45,7 +46,7 @@ class ScriptedBackend(Backend):
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(self, request: GenerationRequest) -> Reply:
         self.requests.append(request)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -59,6 +60,6 @@ class ScriptedBackend(Backend):
             self.in_flight -= 1
         if isinstance(reply, BaseException):
             raise reply
-        if isinstance(reply, GenerationResult):
+        if isinstance(reply, Reply):
             return reply
-        return GenerationResult(text=str(reply), input_tokens=len(request.prompt) // 4, output_tokens=len(reply) // 4)
+        return Reply(text=str(reply), input_tokens=len(request.prompt) // 4, output_tokens=len(reply) // 4)

@@ -1,0 +1,152 @@
+"""`atlas <command>`: run a pipeline stage, the whole pipeline, or an operation around it.
+
+One pipeline stage from params.yaml (what dvc.yaml calls), the whole pipeline (`atlas run`), the operations around it
+(gate, register, rollback, results), and the `rim` and `doctor` command groups.
+
+Every command takes `--params FILE` (default params.yaml), `--preset NAME` and repeatable `--set key.path=value`.
+A configuration or input problem prints one clear `error:` line per problem and exits 2; a failed gate exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from atlas.cli import doctor, rim
+from atlas.cli.args import add_config_args, load_config_from
+from atlas.core import paths
+from atlas.core.errors import AtlasError, GateFailed
+from atlas.ops import launcher
+from atlas.ops.runner import MODULES
+from atlas.stages import STAGES
+
+log = logging.getLogger("atlas")
+
+OPERATIONS = {
+    "gate": "check the candidate teacher against thresholds and the champion",
+    "register": "register the checkpoint in MLflow; move `champion` if the gate passed",
+    "rollback": "move the `champion` alias back to `previous`",
+    "run": "the whole pipeline: dvc repro, gate, register (the main job)",
+    "results": "the results table of a pipeline run, read back from MLflow",
+}
+
+
+def _stage(args) -> int:
+    from atlas.ops.runner import run_stage
+
+    if args.command in ("sft", "grpo"):
+        code = launcher.maybe_launch(args, args.command)
+        if code is not None:
+            return code
+    options = {"out_dir": args.out} if args.command == "config" else {}
+    if args.command == "ingest":
+        options["source"] = args.source
+    summary = run_stage(load_config_from(args), args.command, **options)
+    if args.command == "config":
+        print(f"preset '{summary['preset']}' resolved into {summary['out_dir']}/")
+    return 0
+
+
+def _gate(args) -> int:
+    from atlas.ops.gate import gate
+
+    gate(load_config_from(args))
+    return 0
+
+
+def _register(args) -> int:
+    from atlas.ops.registry import register
+
+    register(load_config_from(args), flow_run_id=args.flow_run_id)
+    return 0
+
+
+def _rollback(args) -> int:
+    from atlas.ops.registry import rollback_champion
+
+    rollback_champion(load_config_from(args))
+    return 0
+
+
+def _results(args) -> int:
+    from atlas.ops.results import results_markdown
+
+    print(results_markdown(load_config_from(args), args.run_id))
+    return 0
+
+
+def _run_pipeline(args) -> int:
+    """The main job: `dvc repro` (every stage, nested MLflow runs under one parent), then gate and register."""
+    from atlas.ops import pipeline
+
+    cfg = load_config_from(args)
+    result = pipeline.run(cfg)
+    if not result.gate_passed:
+        print(f"\n{result.gate_text}", file=sys.stderr)
+    if paths.EVAL_SUMMARY.exists():
+        print("\n" + paths.EVAL_SUMMARY.read_text(encoding="utf-8"))
+    print(f"MLflow run: {result.run_id} (experiment '{cfg.tracking.experiment}')")
+    print("Open the MLflow UI with `make ui`, then http://127.0.0.1:5000")
+    if not result.gate_passed:
+        print("The gate did not pass: the teacher was registered, `champion` did not move.", file=sys.stderr)
+    return 1 if (args.fail_on_gate and not result.gate_passed) else 0
+
+
+def _add_stage(sub, name: str) -> None:
+    help_text = (MODULES[name].__doc__ or name).splitlines()[0].removeprefix(f"Stage `{name}`: ").rstrip(".")
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    add_config_args(p)
+    p.set_defaults(func=_stage)
+    if name == "config":
+        p.add_argument("--out", default=str(paths.CONFIG_DIR), help="directory for the section files")
+    if name == "ingest":
+        p.add_argument("--source", default=None, help="synthetic | local dir | .jsonl/.parquet file | hub id")
+    if name in ("sft", "grpo"):
+        launcher.add_launcher_args(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atlas", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in STAGES:
+        _add_stage(sub, name)
+    handlers = {"gate": _gate, "register": _register, "rollback": _rollback, "run": _run_pipeline, "results": _results}
+    for name, help_text in OPERATIONS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_config_args(p)
+        p.set_defaults(func=handlers[name])
+        if name == "run":
+            p.add_argument("--fail-on-gate", action="store_true", help="exit 1 when the gate does not pass")
+        if name == "results":
+            p.add_argument("--run-id", default=None, help="pipeline (parent) run id; default: the latest finished one")
+        if name == "register":
+            p.add_argument("--flow-run-id", default=None, help="Prefect flow run id to tag the version with")
+    rim.add_parser(sub)
+    doctor.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock", "huggingface_hub", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except GateFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except AtlasError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Where every stage reads and writes, relative to the project root (the directory DVC runs stages from).
+
+One place for the layout, so `dvc.yaml`, the stages and the tests agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+PRESETS_DIR = Path("configs/presets")
+
+CONFIG_DIR = Path("data/config")
+MODELS_DIR = Path("data/models")
+INTERIM_DIR = Path("data/interim")
+RECORDS = INTERIM_DIR / "records.jsonl"
+PROCESSED_DIR = Path("data/processed")
+TRAIN = PROCESSED_DIR / "train.jsonl"
+EVAL = PROCESSED_DIR / "eval.jsonl"
+SFT_DATA = PROCESSED_DIR / "sft.jsonl"
+PROBE_DIR = Path("data/probe")
+PROBES = PROBE_DIR / "probes.jsonl"
+CHECKPOINTS_DIR = Path("data/checkpoints")
+SFT_CHECKPOINT = CHECKPOINTS_DIR / "sft"
+GRPO_CHECKPOINT = CHECKPOINTS_DIR / "grpo"
+GRPO_WORK = Path("data/work/grpo")
+# The checkpoint each trained teacher is evaluated, gated and registered from.
+TEACHER_CHECKPOINTS = {"sft": SFT_CHECKPOINT, "grpo": GRPO_CHECKPOINT}
+REPORTS_DIR = Path("reports")
+VALIDATION_REPORT = REPORTS_DIR / "validation.json"
+QUARANTINE = REPORTS_DIR / "quarantine.jsonl"
+DATASET_CARD = REPORTS_DIR / "dataset_card.json"
+PROBE_METRICS = REPORTS_DIR / "probe.json"
+SFT_METRICS = REPORTS_DIR / "sft.json"
+GRPO_METRICS = REPORTS_DIR / "grpo.json"
+EVAL_METRICS = REPORTS_DIR / "eval.json"
+EVAL_OUTCOMES = REPORTS_DIR / "eval_outcomes.jsonl"
+EVAL_SUMMARY = REPORTS_DIR / "eval_summary.md"
+GATE_REPORT = REPORTS_DIR / "gate.json"
+STATE_DIR = Path(".atlas")
+SFT_WORK = STATE_DIR / "sft_work"

@@ -1,0 +1,71 @@
+"""`atlas results`: the results table of a pipeline run, read back from MLflow (not from local files), so a table
+pasted into the README names the run it came from."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from atlas.config import AtlasConfig
+from atlas.core.errors import AtlasError
+from atlas.ops import tracking
+
+log = logging.getLogger(__name__)
+
+
+def _pipeline_run(client, experiment: str, run_id: str | None):
+    if run_id:
+        return client.get_run(run_id)
+    runs = client.search_runs(
+        [experiment],
+        f"tags.`{tracking.PIPELINE_TAG}` = 'true' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise AtlasError("no finished pipeline run in MLflow yet: run `make run` (or `atlas run`) first")
+    return runs[0]
+
+
+def results_markdown(cfg: AtlasConfig, run_id: str | None = None) -> str:
+    """The evaluation summary of a pipeline run (its nested `evaluate` run's eval.json), headed by the run's name,
+    id, preset, wall time and gate outcome."""
+    from mlflow import MlflowClient
+
+    from atlas.teaching.report import summary_markdown
+
+    tracking.get_mlflow()
+    client = MlflowClient()
+    exp = tracking.experiment_id(cfg.tracking.experiment)
+    parent = _pipeline_run(client, exp, run_id)
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    by_stage = {}
+    for child in sorted(children, key=lambda r: r.info.start_time):
+        by_stage[child.data.tags.get(tracking.STAGE_TAG)] = child
+    evaluate = by_stage.get("evaluate")
+    if evaluate is None:
+        # the stage was up to date in this run: the newest evaluate run is the one whose outputs were reused
+        runs = client.search_runs([exp], f"tags.`{tracking.STAGE_TAG}` = 'evaluate'", order_by=["start_time DESC"])
+        if not runs:
+            raise AtlasError(f"pipeline run {parent.info.run_id} has no evaluation")
+        evaluate = runs[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(evaluate.info.run_id, "eval/eval.json", tmp)
+        eval_json = json.loads(Path(local).read_text(encoding="utf-8"))
+    minutes = (parent.info.end_time - parent.info.start_time) / 60_000 if parent.info.end_time else None
+    started = datetime.fromtimestamp(parent.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    gate = by_stage.get("gate")
+    gate_text = "not run" if gate is None else ("passed" if gate.data.metrics.get("gate.passed") else "failed")
+    head = [
+        f"MLflow pipeline run `{parent.info.run_name}` (id `{parent.info.run_id}`), evaluation run "
+        f"`{evaluate.info.run_id}`; preset `{parent.data.tags.get('atlas.preset')}`, started {started}, "
+        + (f"wall time {minutes:.1f} min, " if minutes else "")
+        + f"gate {gate_text}.",
+        "",
+        "",
+    ]
+    body = summary_markdown(eval_json).split("\n", 2)[2]  # drop the "# Evaluation summary" title
+    return "\n".join(head) + body

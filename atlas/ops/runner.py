@@ -1,0 +1,112 @@
+"""Running a stage inside its MLflow run: the run (nested under the pipeline's parent run when there is one), the
+configuration as params, then what the stage returned as metrics and the files it wrote as artifacts. The CLI (and so
+`dvc.yaml`) runs every stage through `run_stage`; the stages themselves know nothing of MLflow runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from atlas.config import AtlasConfig
+from atlas.core import paths
+from atlas.core.errors import AtlasError
+from atlas.ops import tracking
+from atlas.stages import STAGES, evaluate, grpo, ingest, models, probe, sft, validate
+from atlas.stages import config as config_stage
+
+log = logging.getLogger(__name__)
+
+MODULES = {
+    m.__name__.rsplit(".", 1)[1]: m for m in (config_stage, models, ingest, validate, probe, sft, grpo, evaluate)
+}
+# Files logged even when the stage fails (they say why it failed).
+ALWAYS_LOGGED = {
+    "validate": ((paths.VALIDATION_REPORT, "data"), (paths.QUARANTINE, "data"), (paths.DATASET_CARD, "data"))
+}
+
+
+def run_stage(cfg: AtlasConfig, name: str, **options) -> dict:
+    """`atlas.stages.<name>.run(cfg, **options)` inside its MLflow run (the `config` stage has none: it only writes
+    the section files)."""
+    if name not in STAGES:
+        raise AtlasError(f"unknown stage '{name}' (stages: {', '.join(STAGES)})")
+    if name == "config":
+        return MODULES[name].run(cfg, **options)
+    tags = {"atlas.source": options.get("source") or cfg.data.source} if name == "ingest" else None
+    with tracking.stage_run(cfg, name, tags=tags):
+        try:
+            summary = MODULES[name].run(cfg, **options)
+        finally:
+            for path, where in ALWAYS_LOGGED.get(name, ()):
+                tracking.log_artifact(path, where)
+        LOGGERS[name](cfg, summary)
+    return summary
+
+
+def _metrics(prefix: str, drop: tuple[str, ...] = ()) -> Callable[[AtlasConfig, dict], None]:
+    def log_summary(cfg: AtlasConfig, summary: dict) -> None:
+        tracking.log_metrics({k: v for k, v in summary.items() if k not in drop}, prefix=prefix)
+
+    return log_summary
+
+
+def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
+    for name, teacher in result["teachers"].items():
+        tracking.log_metrics(teacher["overall"], prefix=name)
+        tracking.log_metrics(teacher.get("rim", {}), prefix=f"{name}.rim")
+    for path in (paths.EVAL_METRICS, paths.EVAL_OUTCOMES, paths.EVAL_SUMMARY):
+        tracking.log_artifact(path, "eval")
+    _log_problem_table()
+    for png in sorted(paths.REPORTS_DIR.glob("*.png")):
+        tracking.log_artifact(png, "eval/plots")
+    _log_training_curves(cfg)
+
+
+def _log_problem_table() -> None:
+    """Per-problem outcomes as an MLflow table (browsable in the UI's artifact view)."""
+    from atlas.teaching.metrics import problem_table, read_outcomes
+
+    if tracking.is_main_process():
+        import pandas as pd
+
+        table = pd.DataFrame(problem_table(read_outcomes(paths.EVAL_OUTCOMES)))
+        tracking.get_mlflow().log_table(table, "eval/problem_outcomes.json")
+
+
+def _log_training_curves(cfg: AtlasConfig) -> None:
+    """Plot the GRPO reward and accuracy-delta curves of this pipeline's GRPO run (from MLflow history)."""
+    from mlflow import MlflowClient
+
+    from atlas.teaching.report import plot_training_curves
+
+    parent = os.environ.get(tracking.PARENT_ENV)
+    client = MlflowClient()
+    exp = tracking.experiment_id(cfg.tracking.experiment)
+    query = f"tags.`{tracking.STAGE_TAG}` = 'grpo'"
+    if parent:
+        query += f" and tags.`mlflow.parentRunId` = '{parent}'"
+    runs = client.search_runs([exp], query, order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return
+    history = {}
+    for key in ("grpo/reward", "grpo/teach/accuracy_delta", "grpo/teach/degradation_rate"):
+        points = client.get_metric_history(runs[0].info.run_id, key)
+        if points:
+            history[key.removeprefix("grpo/")] = [(p.step, p.value) for p in points]
+    if history:
+        path = plot_training_curves(history, paths.STATE_DIR / "plots" / "grpo_curves.png")
+        tracking.log_artifact(path, "eval/plots")
+
+
+# What each tracked stage logs from its summary.
+LOGGERS: dict[str, Callable[[AtlasConfig, dict], None]] = {
+    "models": lambda cfg, summary: None,
+    "ingest": _metrics("ingest", drop=("content_hash",)),
+    "validate": _metrics("validate"),
+    "probe": _metrics("probe"),
+    "sft": _metrics("sft_summary"),
+    "grpo": _metrics("grpo_summary", drop=("first", "last")),
+    "evaluate": _log_evaluation,
+}

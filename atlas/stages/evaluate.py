@@ -1,0 +1,126 @@
+"""Stage `evaluate`: non-degradation evaluation of the teachers on the held-out split, through the protocol code.
+
+For each evaluation problem: the cached baseline samples and probe (probe stage), the teacher's guidance (greedy:
+the deployment setting) from the exact teacher prompt GRPO trained on, and `k` taught student samples. The teacher
+`none` gets `k` fresh unguided samples instead, so its non-degradation rate is the sampling noise floor (with a
+greedy student, unguided answers are the cached baseline answers and the floor is exactly 100%). RIM judges every
+interaction when `evaluation.rim` is on. Writes reports/eval.json, the per-problem outcomes, the summary and plots;
+metric definitions live in `atlas.teaching.metrics` and docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from atlas.config import AtlasConfig
+from atlas.core import paths
+from atlas.core.io import write_json, write_jsonl
+from atlas.stages.probe import load_probes
+from atlas.teaching.protocol import extract_teaching, grade, guidance_leaks, render_teacher_prompt, taught_answers
+from atlas.teaching.records import ProbeRecord
+
+log = logging.getLogger(__name__)
+
+
+def teacher_guidance(cfg: AtlasConfig, teacher_dir: Path, probes: list[ProbeRecord]) -> list[str]:
+    """The teacher's full completions for each problem (greedy), from the rendered teacher prompt."""
+    from atlas.llm.generation import HFGenerator
+    from atlas.llm.models import resolve_device
+
+    teacher = HFGenerator.from_path(
+        teacher_dir, cfg.models.teacher, resolve_device(cfg.models.device), cfg.protocol.batch_size, name="teacher"
+    )
+    prompts = [render_teacher_prompt(teacher.tokenizer, p.problem, p.probe, cfg.protocol.probe) for p in probes]
+    outs = teacher.generate(
+        prompts, max_new_tokens=cfg.protocol.teacher_max_tokens, temperature=0.0, desc=f"teacher {teacher_dir.name}"
+    )
+    return [o[0].text for o in outs]
+
+
+def evaluate_teacher(
+    cfg: AtlasConfig, student, name: str, teacher_dir: Path | None, probes: list[ProbeRecord]
+) -> list[dict]:
+    """Outcome rows (one per problem) for one teacher; `teacher_dir=None` is the student alone."""
+    k = cfg.evaluation.k
+    if teacher_dir is None:
+        teachings = [""] * len(probes)
+    else:
+        teachings = [extract_teaching(c) for c in teacher_guidance(cfg, teacher_dir, probes)]
+    samples, logps = taught_answers(
+        cfg.protocol, student, probes, teachings, k, seed=cfg.evaluation.seed + 1, label=name
+    )
+    rows = []
+    for pr, teaching, outs, logp in zip(probes, teachings, samples, logps, strict=True):
+        graded = [grade(o.text, pr.ground_truth, o.truncated) for o in outs]
+        rows.append(
+            {
+                "teacher": name,
+                "id": pr.id,
+                "kind": pr.kind,
+                "baseline_correct": [b.correct for b in pr.baseline],
+                "taught_correct": [g[0] for g in graded],
+                "baseline_completed": [b.completed for b in pr.baseline],
+                "taught_completed": [g[1] for g in graded],
+                "baseline_tokens": [b.tokens for b in pr.baseline],
+                "taught_tokens": [o.tokens for o in outs],
+                "teaching_tokens": student.count_tokens(teaching) if teaching else 0,
+                "leaked": guidance_leaks(teaching, pr.ground_truth, pr.problem),
+                "baseline_logp": pr.baseline_logp,
+                "taught_logp": logp,
+                "teaching": teaching,
+                "taught_response": outs[0].text,
+            }
+        )
+    return rows
+
+
+def run(cfg: AtlasConfig) -> dict:
+    """Evaluate the `evaluation.teachers`; writes reports/eval.json, outcomes, summary and plots."""
+    from atlas.llm.student import load_student
+    from atlas.teaching.metrics import evaluate_all
+
+    probes = list(load_probes("eval").values())
+    student = load_student(cfg)
+    rows_by_teacher = {}
+    for name in cfg.evaluation.teachers:
+        teacher_dir = paths.TEACHER_CHECKPOINTS.get(name)  # `none`: the student alone
+        rows_by_teacher[name] = evaluate_teacher(cfg, student, name, teacher_dir, probes)
+    result = evaluate_all(rows_by_teacher, bootstrap_samples=cfg.evaluation.bootstrap_samples, seed=cfg.evaluation.seed)
+    if cfg.evaluation.rim:
+        for name, rim in rim_judgments(cfg, rows_by_teacher, probes).items():
+            result["teachers"][name]["rim"] = rim
+    write_jsonl(paths.EVAL_OUTCOMES, [r for rows in rows_by_teacher.values() for r in rows])
+    write_json(paths.EVAL_METRICS, result)
+    write_reports(result)
+    return result
+
+
+def rim_judgments(
+    cfg: AtlasConfig, rows_by_teacher: dict[str, list[dict]], probes: list[ProbeRecord]
+) -> dict[str, dict]:
+    """RIM judgments of each evaluation trajectory (first taught sample): per teacher, the mean score per judge,
+    the escalation rate and the cost. The score of each row is kept in the outcome table as `rim_score`."""
+    from atlas.rim import RIMReward, load_rim_config
+    from atlas.rim.rows import trajectory_columns
+
+    judge = RIMReward(load_rim_config(cfg.rim.config_path, cfg.rim.overrides))
+    by_id = {p.id: p for p in probes}
+    out = {}
+    for name, rows in rows_by_teacher.items():
+        columns = trajectory_columns(
+            [by_id[r["id"]] for r in rows], [r["teaching"] for r in rows], [r["taught_response"] for r in rows]
+        )
+        for row, score in zip(rows, judge.score_sync(**columns), strict=True):
+            row["rim_score"] = score
+        out[name] = {k.replace("/", "."): v for k, v in judge.last_metrics.items()}
+    return out
+
+
+def write_reports(result: dict) -> None:
+    from atlas.core.io import atomic_write_text
+    from atlas.teaching.report import plot_accuracy_by_kind, plot_non_degradation, summary_markdown
+
+    atomic_write_text(paths.EVAL_SUMMARY, summary_markdown(result))
+    plot_accuracy_by_kind(result, paths.REPORTS_DIR / "accuracy_by_kind.png")
+    plot_non_degradation(result, paths.REPORTS_DIR / "non_degradation.png")

@@ -1,0 +1,59 @@
+"""Stage `probe`: student probes, baseline samples and log p(gold), cached for GRPO and evaluation.
+
+What the frozen student does alone: computed once, cached by DVC, reused by SFT, GRPO, evaluation and the gate.
+
+For every problem used downstream (the GRPO training prompts and the evaluation problems): `k` baseline answers
+graded against the ground truth, the student's diagnostic probe (`protocol.probe`: a separate short greedy
+"approach" generation, or the first baseline answer as its "attempt"), and the teacher-forced log-probability of the
+gold answer without guidance (the reference point of the likelihood reward), as `ProbeRecord`s in
+`data/probe/probes.jsonl`; the means per split in `reports/probe.json`.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from atlas.config import AtlasConfig
+from atlas.core import paths
+from atlas.core.io import read_jsonl, write_json
+from atlas.teaching.records import ProbeRecord, read_probes, write_probes
+
+
+def selected_problems() -> list[dict]:
+    """The problems downstream stages use (validate already applied `data.max_train`/`max_eval`): train, then eval."""
+    train = [r for r in read_jsonl(paths.TRAIN) if r.get("ground_truth")]
+    evals = [r for r in read_jsonl(paths.EVAL) if r.get("ground_truth")]
+    return train + evals
+
+
+def split_metrics(records: list[ProbeRecord]) -> dict:
+    metrics = {}
+    for split in ("train", "eval"):
+        rows = [r for r in records if r.split == split]
+        if rows:
+            samples = [s for r in rows for s in r.baseline]
+            metrics[split] = {
+                "problems": len(rows),
+                "baseline_accuracy": statistics.fmean(r.baseline_accuracy for r in rows),
+                "completion_rate": statistics.fmean(s.completed for s in samples),
+                "response_tokens": statistics.fmean(s.tokens for s in samples),
+                "baseline_logp": statistics.fmean(r.baseline_logp for r in rows),
+            }
+    return metrics
+
+
+def run(cfg: AtlasConfig) -> dict:
+    from atlas.llm.student import load_student
+    from atlas.teaching.protocol import probe_records
+
+    student = load_student(cfg)
+    records = probe_records(cfg.protocol, student, selected_problems())
+    write_probes(paths.PROBES, records)
+    metrics = split_metrics(records)
+    write_json(paths.PROBE_METRICS, metrics)
+    return metrics
+
+
+def load_probes(split: str | None = None) -> dict[str, ProbeRecord]:
+    """The probe stage's records of `split` (all when None), by problem id."""
+    return read_probes(paths.PROBES, split)
