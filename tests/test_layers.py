@@ -166,6 +166,13 @@ def test_layer_units_are_the_folders_of_atlas():
     assert unit_of("atlas.rim.backends.remote", ATLAS_LAYERS) == (4, "atlas.rim")
 
 
+def test_the_readme_tree_names_every_module():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tree = readme[readme.index("## Where things are") : readme.index("## Results")]
+    stems = {p.parent.name if p.stem == "__init__" else p.stem for p in (REPO / "atlas").rglob("*.py")} - {"__main__"}
+    assert sorted(s for s in stems if s not in tree) == []
+
+
 # -- what every test imports stays light ---------------------------------------------------------------------------
 
 
