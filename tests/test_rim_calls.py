@@ -8,11 +8,11 @@ import time
 import pytest
 
 from atlas.llm.transport import BackendError, parse_retry_after
+from atlas.rim.audit import Usage
 from atlas.rim.backends.scripted import ScriptedBackend, judgment_json
 from atlas.rim.cache import ReplyCache, cache_key
 from atlas.rim.calls import ModelClient, run_sync
 from atlas.rim.config import ModelSettings
-from atlas.rim.results import Usage
 from tests.rim_helpers import GOOD_ROW, constant_backend, make_reward
 
 FAST_RETRY = {"attempts": 3, "backoff_seconds": 0.01, "max_backoff_seconds": 0.02}

@@ -8,13 +8,13 @@ import json
 import pytest
 
 from atlas.llm.transport import BackendError
+from atlas.rim.audit import Sample
 from atlas.rim.backends.scripted import ScriptedBackend, judgment_json
 from atlas.rim.cache import NullCache
 from atlas.rim.calls import Runtime
 from atlas.rim.config import RIMConfig
 from atlas.rim.ensemble import decide, most_confident, run_judge
 from atlas.rim.judges import get_judge
-from atlas.rim.results import Sample
 from atlas.rim.schema import parse_judgment
 from tests.rim_helpers import GOOD_ROW
 

@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from atlas.llm.transport import BackendError, Reply, as_backend_error
+from atlas.rim.audit import CallRecord, Tier, Usage
 from atlas.rim.backends.base import Backend, GenerationRequest, JudgeContext
 from atlas.rim.cache import NullCache, ReplyCache, cache_key
 from atlas.rim.config import ModelSettings, RIMConfig
 from atlas.rim.prompts import reask_prompt
-from atlas.rim.results import CallRecord, Tier, Usage
 from atlas.rim.schema import Judgment, JudgmentError, OutputKind, parse_judgment, response_schema
 
 logger = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from atlas.rim.audit import JudgeResult, Sample
 from atlas.rim.backends.base import JudgeContext
 from atlas.rim.calls import Runtime
 from atlas.rim.judges import JudgeSpec
-from atlas.rim.results import JudgeResult, Sample
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atlas.rim.audit import JudgeResult, Usage
 from atlas.rim.backends import Backend, create_backend
 from atlas.rim.cache import NullCache, ReplyCache
 from atlas.rim.calls import Runtime, run_sync
 from atlas.rim.config import RIMConfig, apply_rim_overrides, build_rim_config, load_rim_config
 from atlas.rim.ensemble import run_judge
 from atlas.rim.judges import get_judge
-from atlas.rim.results import JudgeResult, Usage
 from atlas.rim.rows import RowResult, combine, rows_from_columns
 from atlas.rim.session import SessionTrajectory, evaluate_session, session_payload
 

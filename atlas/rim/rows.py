@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from atlas.rim.audit import JudgeResult
 from atlas.rim.config import RIMConfig
-from atlas.rim.results import JudgeResult
 from atlas.teaching.records import ProbeRecord
 
 TRAJECTORY_FIELDS = (

@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atlas.core.errors import InputError
+from atlas.rim.audit import JudgeResult
 from atlas.rim.calls import Runtime
 from atlas.rim.ensemble import run_judge
 from atlas.rim.judges import get_judge
-from atlas.rim.results import JudgeResult
 
 
 class SessionTrajectory(BaseModel):

@@ -1,4 +1,4 @@
-"""Records of what the ensemble did: every backend call (audit), every tier-1 sample, each judge's decision.
+"""The audit of what the ensemble did: every backend call, every tier-1 sample, each judge's decision.
 
 All of them serialise to plain JSON (`to_dict`). None of them ever holds a prompt's secrets: prompts are
 recorded by their SHA-256 only, and error texts are redacted before they get here.
