@@ -195,6 +195,7 @@ ONE_HOME = [
     ("atomic writes", r"os\.replace\(|tempfile\.mkstemp", "atlas/core/io.py"),
     ("the stage list", r"^STAGES = ", "atlas/stages/__init__.py"),
     ("teacher -> checkpoint", r"TEACHER_CHECKPOINTS = |GRPO_CHECKPOINT if", "atlas/core/paths.py"),
+    ("the <teaching> extraction", r"<teaching>\(", "atlas/teaching/protocol.py"),
     ("the RIM trajectory fields", r'"student_probe": \[', "atlas/rim/rows.py"),
     ("key checking and overrides", r"def (check_keys|apply_overrides|parse_override|format_validation_error)\(",
      "atlas/core/settings.py"),

@@ -183,3 +183,35 @@ def test_works_in_a_persistent_loop_thread_like_trl(tmp_path):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         loop.close()
+
+
+# -- issue 13 item 14: the judges see exactly the `<teaching>` text the student saw, never `<thinking>` ------------
+
+SECRET_THOUGHT = "the student is hopeless, the answer is 12"
+
+
+@pytest.mark.parametrize(
+    ("completion", "teaching_column", "student_saw"),
+    [
+        # no teaching column (RIM used directly as a TRL reward): the protocol's extraction of the completion
+        (f"<thinking>{SECRET_THOUGHT}</thinking>no tags here", None, "no tags here"),
+        (f"<thinking>{SECRET_THOUGHT}</thinking><teaching>Count the bags.</teaching>", None, "Count the bags."),
+        (f"<thinking>{SECRET_THOUGHT}", None, ""),  # an unclosed analysis: nothing reaches the student
+        # an empty teaching column is a silent teacher, not a reason to show the judges the whole completion
+        (f"<thinking>{SECRET_THOUGHT}</thinking>", "", ""),
+    ],
+)
+def test_judges_see_what_the_student_saw(tmp_path, completion, teaching_column, student_saw):
+    from atlas.teaching.protocol import extract_teaching
+
+    backend = constant_backend()
+    reward = make_reward(tmp_path, backend, active_judges={"helpfulness": True}, temperatures=[0.5])
+    kwargs, _ = trl_kwargs(1)
+    kwargs.pop("teaching")
+    if teaching_column is not None:
+        kwargs["teaching"] = [teaching_column]
+    asyncio.run(reward(["prompt"], [completion], **kwargs))
+    assert extract_teaching(completion) == student_saw
+    [request] = backend.requests
+    assert SECRET_THOUGHT not in request.prompt
+    assert request.context.inputs["teaching"] == student_saw

@@ -9,13 +9,13 @@ None, which TRL treats as "not scored".
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from atlas.rim.audit import JudgeResult
 from atlas.rim.config import RIMConfig
+from atlas.teaching.protocol import extract_teaching
 from atlas.teaching.records import ProbeRecord
 
 TRAJECTORY_FIELDS = (
@@ -28,7 +28,6 @@ TRAJECTORY_FIELDS = (
     "taught_response",
     "response",
 )
-_TEACHING = re.compile(r"<teaching>(.*?)(?:</teaching>|$)", re.S | re.I)
 
 
 def trajectory_columns(
@@ -60,12 +59,6 @@ def message_text(value: Any) -> str:
     return str(value)
 
 
-def teaching_from_completion(completion: str) -> str:
-    """The `<teaching>` part of a teacher completion (an unclosed tag runs to the end), else the whole text."""
-    match = _TEACHING.search(completion)
-    return match.group(1).strip() if match else completion.strip()
-
-
 def rows_from_columns(
     prompts: Sequence[Any] | None, completions: Sequence[Any] | None, columns: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -88,11 +81,9 @@ def rows_from_columns(
                 row[name] = lists[name][i]
             elif name in columns and columns[name] is not None:
                 row[name] = columns[name]
-        completion = message_text(completions[i]) if completions is not None else ""
-        if completions is not None:
-            row["teacher_completion"] = completion
-            if not row.get("teaching"):
-                row["teaching"] = teaching_from_completion(completion)
+        if completions is not None and "teaching" not in lists and "teaching" not in columns:
+            # what the student saw: the protocol's one extraction (a `<thinking>` block never reaches a judge)
+            row["teaching"] = extract_teaching(message_text(completions[i]))
         if not row.get("question") and prompts is not None:
             row["question"] = message_text(prompts[i])
         rows.append(row)
