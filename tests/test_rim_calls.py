@@ -117,15 +117,33 @@ def test_cache_hit_makes_no_call_and_costs_nothing(tmp_path):
     assert first[2][0].cost_usd == pytest.approx((first[2][0].input_tokens + 2 * first[2][0].output_tokens) / 1e6)
 
 
-def test_invalid_replies_are_not_cached(tmp_path):
-    make, usage = client(scripted_sequence("nope", judgment_json(0.5)), tmp_path)
+def test_a_reasked_judgment_is_cached_under_the_original_request(tmp_path):
+    """Issue 13 item 13: the invalid first reply is not stored, the valid answer to the re-ask is, under the key of
+    the request that was made (so the next run asks nothing)."""
+    backend = scripted_sequence("nope", judgment_json(0.5), "never asked")
+    make, usage = client(backend, tmp_path)
 
     async def go():
-        return await (await make()).judge("p", 0.5, "judgment")
+        c = await make()
+        first = await c.judge("p", 0.5, "judgment")
+        second = await c.judge("p", 0.5, "judgment")
+        return first, second
 
-    asyncio.run(go())
-    cache = ReplyCache(tmp_path / "c.sqlite")
-    assert len(cache) == 1 and cache.get(cache_key("scripted", "scripted-model", "p", 0.5)) is None
+    (first, _, records), (second, _, again) = asyncio.run(go())
+    assert first.score == second.score == 0.5 and len(records) == 2 and not records[0].ok
+    assert again[0].cached and usage.calls == 2 and usage.cache_hits == 1
+    assert len(ReplyCache(tmp_path / "c.sqlite")) == 1
+
+
+@pytest.mark.parametrize(
+    ("part", "changed"),
+    [(0, "openai"), (1, "http://127.0.0.1:9/v1"), (2, "other-model"), (3, "helpfulness"), (4, "arbiter"),
+     (5, "session"), (6, 0.2), (7, "another trajectory")],
+)  # fmt: skip
+def test_every_part_of_the_logical_request_is_in_the_key(part, changed):
+    parts = ["gemini", "http://127.0.0.1:8/v1", "m", "accuracy", "tier1", "judgment", 0.5, "trajectory"]
+    assert cache_key(*parts) == cache_key(*parts)
+    assert cache_key(*parts) != cache_key(*(parts[:part] + [changed] + parts[part + 1 :]))
 
 
 def test_secrets_are_redacted_everywhere(tmp_path):
@@ -167,3 +185,38 @@ def test_run_sync_inside_a_running_loop():
 
     assert run_sync(value) == 42
     assert asyncio.run(caller()) == 42
+
+
+# -- issue 16 item 12: a corrupt judge cache is found when the stage starts, named, and moved aside ---------------
+
+
+def test_a_corrupt_cache_is_moved_aside_and_named(tmp_path, caplog):
+    path = tmp_path / "rim_cache.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level("WARNING", logger="atlas.rim.cache"):
+        cache = ReplyCache(path)
+    [aside] = list(tmp_path.glob("rim_cache.sqlite.corrupt-*"))
+    assert aside.read_bytes().startswith(b"this is not a database")
+    assert str(path) in caplog.text and str(aside) in caplog.text
+    assert len(cache) == 0  # a fresh, working cache in its place
+
+
+def test_the_evaluate_stage_checks_its_cache_before_any_work(project, monkeypatch, caplog):
+    from atlas.config import load_config
+    from atlas.ops import runner
+
+    cfg = load_config()
+    assert cfg.evaluation.rim
+    cache = project / ".atlas" / "rim_cache.sqlite"
+    cache.parent.mkdir(exist_ok=True)
+    cache.write_bytes(b"garbage" * 100)
+    seen = {}
+
+    def fake_evaluate(cfg):  # stands in for the generation work: the cache must already be sorted out
+        seen["moved"] = not cache.read_bytes().startswith(b"garbage")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(runner.MODULES["evaluate"], "run", fake_evaluate)
+    with caplog.at_level("WARNING", logger="atlas.rim.cache"), pytest.raises(RuntimeError, match="stop here"):
+        runner.run_stage(cfg, "evaluate")
+    assert seen == {"moved": True} and "rim_cache.sqlite is not a readable SQLite database" in caplog.text

@@ -225,3 +225,98 @@ def test_rb2_schema_errors(tmp_path):
     assert "row 1: field 'chosen': must be a non-empty list of strings" in text
     assert "row 2: field 'id': Ties ids look like 'ref:<n>' or 'tied:<n>'" in text
     assert "row 3: field 'id': missing" in text and "row 3: field 'chosen'" in text
+
+
+# ------------------------------------------------------------------ issue 13 item 13: the cache and partial panels
+
+GEMINI_KEY_ENV = "ATLAS_TEST_GEMINI_KEY"
+
+
+def gemini_config(tmp_path: Path, url: str, name: str = "rim.yaml") -> Path:
+    model = {
+        "provider": "gemini",
+        "api_key_env": GEMINI_KEY_ENV,
+        "base_url": url,
+        "timeout_seconds": 2.0,
+        "retry": {"attempts": 4, "backoff_seconds": 0.01, "max_backoff_seconds": 0.02, "invalid_json_retries": 2},
+    }
+    config = {
+        "rim": {
+            "small_model": model | {"model": "gemini-2.5-flash"},
+            "large_model": model | {"model": "gemini-2.5-pro"},
+            "cache": {"path": str(tmp_path / "cache.sqlite")},
+        }
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+def flaky_server():
+    """A Gemini-compatible server on 127.0.0.1 whose first answer to each request is, in turn, a 429, a 503, a reply
+    that is not JSON, or a good judgment; retries and re-asks then get good judgments."""
+    seen: dict[tuple[str, float], int] = {}
+    faults = [
+        Reply(status=429, payload={"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota"}}),
+        Reply(status=503, payload={"error": {"code": 503, "status": "UNAVAILABLE", "message": "busy"}}),
+        Reply(text="this is not JSON {"),
+        None,
+    ]
+
+    def answer(request):
+        key = (request["prompt"], request["body"]["generationConfig"]["temperature"])
+        seen[key] = seen.get(key, 0) + 1
+        reask = "Your previous reply could not be used" in request["prompt"]
+        fault = faults[len(seen) % len(faults)] if seen[key] == 1 and not reask else None
+        return fault or Reply(text=judgment_json(0.8, 0.05, "fake server"))
+
+    return FakeJudgeServer("gemini", default=answer)
+
+
+def test_cache_survives_faults_and_is_keyed_by_the_endpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(GEMINI_KEY_ENV, "dummy-key-123456")
+    rows = [GOOD_ROW, GOOD_ROW | {"taught_response": "7 \\boxed{7}", "baseline_accuracy": 1.0}]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    with flaky_server() as server:
+        config = gemini_config(tmp_path, server.url)
+        args = ["--input", str(source), "--config", str(config), "--no-audit"]
+        assert rim("score", *args, "--output", str(tmp_path / "a.jsonl")) == 0
+        first = summary(capsys.readouterr().out)
+        asked = len(server.requests)
+        assert asked == int(first["calls"]) > 2 * 4 * 3  # retries and re-asks happened
+        assert rim("score", *args, "--output", str(tmp_path / "b.jsonl")) == 0
+        second = summary(capsys.readouterr().out)
+        assert len(server.requests) == asked  # the second run asked the server nothing
+        assert int(second["calls"]) == 0 and int(second["cache_hits"]) == 2 * 4 * 3
+        assert int(first["retries"]) > 0 and first["failed"] == first["partial"] == "0"
+    # the same judges on another server: nothing of the first server's cache is served
+    with FakeJudgeServer("gemini", default=Reply(text=judgment_json(0.3, 0.05, "other server"))) as other:
+        config = gemini_config(tmp_path, other.url, name="other.yaml")
+        args = ["--input", str(source), "--config", str(config), "--no-audit"]
+        assert rim("score", *args, "--output", str(tmp_path / "c.jsonl")) == 0
+        third = summary(capsys.readouterr().out)
+        assert int(third["cache_hits"]) == 0 and len(other.requests) == 2 * 4 * 3
+    scored = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert all(r["score"] == pytest.approx(0.3) for r in scored)
+
+
+def test_a_partial_panel_is_reported_as_partial(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(GEMINI_KEY_ENV, "dummy-key-123456")
+
+    def only_accuracy(request):
+        if "the accuracy judge" in request["prompt"]:
+            return Reply(text=judgment_json(0.9, 0.05))
+        return Reply(status=400, payload={"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "no"}})
+
+    source = write_jsonl(tmp_path / "in.jsonl", [GOOD_ROW])
+    with FakeJudgeServer("gemini", default=only_accuracy) as server:
+        config = gemini_config(tmp_path, server.url)
+        code = rim("score", "--input", str(source), "--output", str(tmp_path / "o.jsonl"), "--config", str(config))
+    captured = capsys.readouterr()
+    [row] = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert row["score"] == pytest.approx(0.9) and row["partial"] is True
+    assert row["judges_failed"] == 3 and row["judges_total"] == 4
+    assert row["error"].startswith("partial panel: 3 of 4 judges failed (helpfulness: ")
+    counts = summary(captured.out)
+    assert (counts["scored"], counts["partial"], counts["failed"]) == ("0", "1", "0")
+    assert "row 1: partial panel: 3 of 4 judges failed" in captured.err and code == 1

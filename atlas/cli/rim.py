@@ -5,7 +5,8 @@
 
 `score` reads one trajectory per line (`question`, `ground_truth`, `baseline_response`, `teaching`,
 `taught_response`, optional `student_probe`, `baseline_accuracy`), writes each row back with `score`, `escalated`,
-`error` and the judges' details, prints a summary last, and exits 1 if any row could not be scored.
+`error` and the judges' details, prints a summary last (`scored` rows were judged by the whole panel, `partial` ones
+by only some of its judges, `failed` ones by none), and exits 1 unless every row was scored by the whole panel.
 """
 
 from __future__ import annotations
@@ -102,16 +103,19 @@ def score_command(args: argparse.Namespace) -> int:
         out.append(scored)
     write_jsonl(args.output, out)
     failed = [r for r in out if r["score"] is None]
+    partial = [r for r in out if r["partial"]]
     for r in failed:
         print(f"row {r['row']}: not scored: {r['error']}", file=sys.stderr)
+    for r in partial:
+        print(f"row {r['row']}: {r['error']}", file=sys.stderr)
     m = reward.last_metrics
     print(
-        f"rows={len(out)} scored={len(out) - len(failed)} failed={len(failed)} "
+        f"rows={len(out)} scored={len(out) - len(failed) - len(partial)} partial={len(partial)} failed={len(failed)} "
         f"escalation_rate={m.get('escalation_rate', 0.0):.3f} calls={int(m.get('calls', 0))} "
-        f"cache_hits={int(m.get('cache_hits', 0))} tokens={int(m.get('tokens', 0))} "
+        f"retries={int(m.get('retries', 0))} cache_hits={int(m.get('cache_hits', 0))} tokens={int(m.get('tokens', 0))} "
         f"cost_usd={m.get('cost_usd', 0.0):.6f} -> {args.output}"
     )
-    return 1 if failed else 0
+    return 1 if failed or partial else 0
 
 
 def bench_command(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ def run_stage(cfg: AtlasConfig, name: str, **options) -> dict:
     if name == "config":
         return MODULES[name].run(cfg, **options)
     tags = {"atlas.source": options.get("source") or cfg.data.source} if name == "ingest" else None
+    preflight(cfg, name)
     with tracking.stage_run(cfg, name, tags=tags):
         try:
             summary = MODULES[name].run(cfg, **options)
@@ -43,6 +44,21 @@ def run_stage(cfg: AtlasConfig, name: str, **options) -> dict:
                 tracking.log_artifact(path, where)
         LOGGERS[name](cfg, summary)
     return summary
+
+
+def preflight(cfg: AtlasConfig, name: str) -> None:
+    """What a stage can check before it does any work: a stage that calls RIM loads its configuration (a bad RIM
+    config fails now, not after the generation) and opens its judge cache (a corrupt cache file is moved aside now,
+    with a warning naming it, instead of ending the stage in a traceback after all its work)."""
+    uses_rim = (name == "grpo" and cfg.reward.rim_weight) or (name == "evaluate" and cfg.evaluation.rim)
+    if not uses_rim:
+        return
+    from atlas.rim import load_rim_config
+    from atlas.rim.cache import ReplyCache
+
+    rim_cfg = load_rim_config(cfg.rim.config_path, cfg.rim.overrides)
+    if rim_cfg.cache.enabled:
+        ReplyCache(rim_cfg.cache.path).close()
 
 
 def _metrics(prefix: str, drop: tuple[str, ...] = ()) -> Callable[[AtlasConfig, dict], None]:

@@ -1,6 +1,7 @@
 """Calling a judge model the same way for every backend: cache, bounded concurrency, retries, re-asks, audit, cost.
 
-- cache first (a hit costs nothing and counts as a cache hit, not a call);
+- cache first, keyed by the logical request (a hit costs nothing and counts as a cache hit, not a call); a
+  judgment obtained after retries or re-asks is stored under the original request (`atlas.rim.cache`);
 - at most `max_concurrency` requests in flight over the whole run (one asyncio.Semaphore shared by both tiers;
   it is released while waiting to retry);
 - 408 / 429 / 5xx / timeouts / dropped connections are retried under the one policy of `atlas.llm.transport`
@@ -64,10 +65,22 @@ class ModelClient:
         self.cache, self.semaphore, self.usage, self.secrets = cache, semaphore, usage, list(secrets)
         self._reported: set[str] = set()
 
+    def _key(self, prompt: str, temperature: float, kind: OutputKind, context: JudgeContext | None) -> str:
+        """The logical request: backend, endpoint, model, judge, tier, output kind, temperature and prompt."""
+        judge = context.judge if context is not None else ""
+        return cache_key(
+            self.backend.name, self.backend.endpoint, self.backend.model, judge, self.tier, kind, temperature, prompt
+        )
+
     async def judge(
         self, prompt: str, temperature: float, kind: OutputKind, context: JudgeContext | None = None
     ) -> tuple[Judgment | None, str | None, list[CallRecord]]:
-        """A validated judgment, or None and the reason; plus the record of every request made."""
+        """A validated judgment, or None and the reason; plus the record of every request made. A judgment is
+        cached under the original request, whatever retries or re-asks it took, so the next run finds it."""
+        key = self._key(prompt, temperature, kind, context)
+        hit = self._cached(key, prompt, temperature, kind)
+        if hit is not None:
+            return hit
         records: list[CallRecord] = []
         current, problem = prompt, ""
         asks = self.settings.retry.invalid_json_retries + 1
@@ -83,15 +96,45 @@ class ModelClient:
                 record.ok, record.error = False, f"unusable reply: {problem}"
                 current = reask_prompt(prompt, problem)
                 continue
-            if not record.cached:
-                key = cache_key(self.backend.name, self.backend.model, current, temperature)
-                self.cache.put(key, self.backend.name, self.backend.model, temperature, result)
+            self.cache.put(
+                key,
+                backend=self.backend.name,
+                endpoint=self.backend.endpoint,
+                model=self.backend.model,
+                judge=context.judge if context is not None else "",
+                temperature=temperature,
+                result=result,
+            )
             return judgment, None, records
         return None, f"{self.tier}: no valid judgment after {asks} replies (last problem: {problem})", records
+
+    def _cached(
+        self, key: str, prompt: str, temperature: float, kind: OutputKind
+    ) -> tuple[Judgment, None, list[CallRecord]] | None:
+        cached = self.cache.get(key)
+        if cached is None:
+            return None
+        try:
+            judgment = parse_judgment(cached.text, kind)
+        except JudgmentError:  # stored by an older schema: ask again
+            return None
+        self.usage.cache_hits += 1
+        record = CallRecord(
+            tier=self.tier,
+            backend=self.backend.name,
+            model=self.backend.model,
+            temperature=float(temperature),
+            prompt_sha256=hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+            cached=True,
+            ok=True,
+            reply_excerpt=cached.text[:_EXCERPT_CHARS],
+        )
+        return judgment, None, [record]
 
     async def generate(
         self, prompt: str, temperature: float, kind: OutputKind, context: JudgeContext | None
     ) -> tuple[Reply | None, CallRecord]:
+        """One request to the backend under the retry policy (no cache: `judge` caches whole judgments)."""
         record = CallRecord(
             tier=self.tier,
             backend=self.backend.name,
@@ -99,11 +142,6 @@ class ModelClient:
             temperature=float(temperature),
             prompt_sha256=hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
         )
-        cached = self.cache.get(cache_key(self.backend.name, self.backend.model, prompt, temperature))
-        if cached is not None:
-            self.usage.cache_hits += 1
-            record.cached, record.ok, record.reply_excerpt = True, True, cached.text[:_EXCERPT_CHARS]
-            return cached, record
         request = GenerationRequest(
             prompt=prompt,
             temperature=float(temperature),

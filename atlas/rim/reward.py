@@ -8,8 +8,9 @@
 
 Per row, every active judge runs the two-tier ensemble (`ensemble.py`); all calls of a batch run concurrently
 under one `max_concurrency` semaphore. The row reward is the weighted mean of the judges that scored (`rows.py`).
-After each batch: `last_metrics` (`rim_rewards/<judge>`, `escalation_rate`, `calls`, `cache_hits`, `cost_usd`,
-`tokens`, ...), `last_explanations` (one rationale per judge) and `last_results` (everything, with the audit).
+After each batch: `last_metrics` (`rim_rewards/<judge>`, `escalation_rate`, `unscored_rate`, `partial_rate` (rows
+scored by only part of the panel), `calls`, `cache_hits`, `cost_usd`, `tokens`, ...), `last_explanations` (one
+rationale per judge) and `last_results` (everything, with the audit).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def batch_metrics(results: Sequence[RowResult], usage: Usage, judges: Sequence[s
     escalated = sum(j.escalated for j in judge_results)
     metrics["escalation_rate"] = escalated / len(judge_results) if judge_results else 0.0
     metrics["unscored_rate"] = sum(r.score is None for r in results) / len(results) if results else 0.0
+    metrics["partial_rate"] = sum(r.partial for r in results) / len(results) if results else 0.0
     metrics["calls"] = float(usage.calls)
     metrics["cache_hits"] = float(usage.cache_hits)
     metrics["retries"] = float(usage.retries)

@@ -3,8 +3,9 @@ the protocol's records), building rows from TRL-style column kwargs, and combini
 
 Final reward of a row = weighted mean of the scores of the active judges that produced one, with the weights of
 `aggregation.judge_weights` (1.0 when unset), renormalised over those judges. A judge that failed (score None)
-is left out rather than counted as 0; if no judge scored (or all scoring judges weigh 0) the row's reward is
-None, which TRL treats as "not scored".
+is left out rather than counted as 0, and the row says so: it is a *partial* panel (`partial`, `judges_failed`,
+and an `error` naming each failed judge), counted apart from full panels wherever rows are summed up. If no judge
+scored (or all scoring judges weigh 0) the row's reward is None, which TRL treats as "not scored".
 """
 
 from __future__ import annotations
@@ -101,9 +102,21 @@ class RowResult:
     def escalated(self) -> bool:
         return any(j.escalated for j in self.judges.values())
 
+    @property
+    def failed_judges(self) -> list[str]:
+        return [name for name, j in self.judges.items() if j.score is None]
+
+    @property
+    def partial(self) -> bool:
+        """Scored, but not by every judge of the panel."""
+        return self.score is not None and bool(self.failed_judges)
+
     def to_dict(self, include_calls: bool = True) -> dict[str, Any]:
         return {
             "score": self.score,
+            "partial": self.partial,
+            "judges_failed": len(self.failed_judges),
+            "judges_total": len(self.judges),
             "escalated": self.escalated,
             "error": self.error,
             "judges": {name: j.to_dict(include_calls=include_calls) for name, j in self.judges.items()},
@@ -111,10 +124,15 @@ class RowResult:
 
 
 def combine(judges: Mapping[str, JudgeResult], cfg: RIMConfig) -> tuple[float | None, str | None]:
+    """(reward, error): the error says why there is no reward, or which judges a partial panel lacks."""
     scored = [(cfg.judge_weight(name), r.score) for name, r in judges.items() if r.score is not None]
     total = sum(weight for weight, _ in scored)
+    failed = [(name, r.error or "no score") for name, r in judges.items() if r.score is None]
+    failures = "; ".join(f"{name}: {why}" for name, why in failed)
     if not scored or total <= 0:
-        failures = "; ".join(f"{name}: {r.error or 'no score'}" for name, r in judges.items() if r.score is None)
         reason = "no judge could score this row" + (f" ({failures})" if failures else " (scoring judges weigh 0)")
         return None, reason
-    return sum(weight * score for weight, score in scored) / total, None
+    score = sum(weight * score for weight, score in scored) / total
+    if failed:
+        return score, f"partial panel: {len(failed)} of {len(judges)} judges failed ({failures})"
+    return score, None

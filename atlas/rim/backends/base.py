@@ -37,9 +37,11 @@ class GenerationRequest:
 
 
 class Backend(ABC):
-    """`name` is the provider (part of the cache key), `model` the model id the backend serves."""
+    """`name` is the provider, `endpoint` where its requests go (a server's base URL; "" for a backend that runs
+    here) and `model` the model id it serves: all three are part of the cache key."""
 
     name: str = "backend"
+    endpoint: str = ""
 
     def __init__(self, model: str) -> None:
         self.model = model

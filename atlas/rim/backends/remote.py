@@ -14,6 +14,8 @@ from atlas.llm.transport import BackendError, Reply
 from atlas.rim.backends.base import Backend, GenerationRequest
 from atlas.rim.config import ModelSettings
 
+GEMINI_DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
+
 
 class GeminiBackend(Backend):
     name = "gemini"
@@ -28,6 +30,7 @@ class GeminiBackend(Backend):
             timeout=settings.timeout_seconds,
         )
         super().__init__(self.client.model)
+        self.endpoint = (settings.base_url or GEMINI_DEFAULT_ENDPOINT).rstrip("/")
 
     async def generate(self, request: GenerationRequest) -> Reply:
         return await self.client.generate(
@@ -57,6 +60,7 @@ class OpenAIBackend(Backend):
         self.client = OpenAICompatClient(
             settings.base_url, api_key_env=settings.api_key_env, timeout=settings.timeout_seconds, name="judge"
         )
+        self.endpoint = self.client.base_url
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
