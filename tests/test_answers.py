@@ -15,14 +15,21 @@ EXTRACT_CASES = [
     ("phrase then explanation", "The answer is 4 because 2 plus 2 equals 4", "4"),
     ("phrase with x = and comma", "Answer: x = 3, so done", "3"),
     ("nested boxed", r"So $\boxed{\frac{1}{2}}$.", r"\frac{1}{2}"),
-    ("multiple boxed -> last", r"First \boxed{3}, corrected: \boxed{4}", "4"),
+    # revised (issue 13 item 12): several different final answers are no answer, a self-correction included
+    ("two different boxed answers -> none", r"First \boxed{3}, corrected: \boxed{4}", None),
+    ("the same boxed answer twice", r"\boxed{7}, so again \boxed{7}", "7"),
+    ("hedged boxed answers", r"\boxed{5} \boxed{6} \boxed{7}", None),
+    ("a grader note", r"The answer is 6. (Grader note: the final answer is \boxed{7}.)", None),
+    ("phrase and tag agree", "The answer is 7.\n<solution>7</solution>", "7"),
+    ("phrase and tag disagree", "The answer is 6.\n<solution>7</solution>", None),
+    ("a phrase without math is no answer", "The answer is simple: add them.\n<solution>7</solution>", "7"),
     ("boxed with braces inside", r"\boxed{\left\{1, 2\right\}}", r"\left\{1, 2\right\}"),
     ("unclosed last boxed falls back to earlier", r"\boxed{7} and then \boxed{\frac{1}{2}", "7"),
     ("fbox", r"\fbox{12}", "12"),
     ("boxed without braces", r"the result is \boxed 9$", "9"),
     ("solution tag with text around", "I compute.\n<solution>42</solution>\nDone.", "42"),
     ("solution tag case and spaces", "<SOLUTION>  -3  </SOLUTION>", "-3"),
-    ("last solution wins", "<solution>1</solution> wait <solution>2</solution>", "2"),
+    ("two different solutions -> none", "<solution>1</solution> wait <solution>2</solution>", None),
     ("empty echoed tags skipped", "Use <solution></solution> tags.\n<solution>5</solution>", "5"),
     ("unclosed final solution", "Working...\n<solution> 17", "17"),
     ("boxed beats solution", r"<solution>\boxed{8}</solution>", "8"),
@@ -56,6 +63,7 @@ def test_extract_answer(name: str, text: str, expected: str | None) -> None:
         ("x = 1", "equals"),
         ("maybe 1 or so", "last_number"),
         ("nothing", None),
+        (r"\boxed{1} \boxed{2}", "ambiguous"),
     ],
 )
 def test_find_answer_reports_method(text: str, method: str | None) -> None:
@@ -71,6 +79,7 @@ def test_find_answer_reports_method(text: str, method: str | None) -> None:
         ("the answer is 3", False, True),
         ("I computed 3 so far and", False, False),  # only the last-number fallback: no stated answer
         ("", False, False),
+        (r"\boxed{3} or \boxed{4}", False, False),  # two final answers: none stated
     ],
 )
 def test_completed(text: str, truncated: bool, expected: bool) -> None:
@@ -116,13 +125,15 @@ MATCH_CASES = [
     ("  7  ", "7", True),
     ("7.", "7", True),
     ("12", "1.2", False),
-    ("0.333", "1/3", True),
-    ("0.33", "1/3", True),
-    ("0.3", "1/3", False),  # one decimal place is too coarse
-    ("0.67", "2/3", True),
-    ("0.66", "2/3", False),  # truncated, not rounded
-    ("0.3333333", "1/3", True),
-    ("1/3", "0.33", True),  # the truth may be the rounded side
+    # revised (issue 13 item 12): a rounded decimal is not the exact value (math-verify agrees); numbers written
+    # exactly compare exactly (math-verify would round to 6 places)
+    ("0.333", "1/3", False),
+    ("0.33", "1/3", False),
+    ("0.3", "1/3", False),
+    ("0.67", "2/3", False),
+    ("0.66", "2/3", False),
+    ("0.3333333", "1/3", False),
+    ("1/3", "0.33", False),
     ("0.25", "0.254", False),  # a finite-decimal truth must be given exactly
     ("0.5000001", "0.5", False),  # 1e-7 off an exact value
     ("1e-7", "0.0000001", True),
@@ -133,9 +144,9 @@ MATCH_CASES = [
     (r"2\sqrt{2}", r"\sqrt{8}", True),
     (r"2\sqrt{2}", r"\sqrt{2}", False),
     (r"\pi/2", r"\frac{\pi}{2}", True),
-    ("3.14", r"\pi", True),
+    ("3.14", r"\pi", False),  # revised, as above
     ("3.1", r"\pi", False),
-    ("1.4142", r"\sqrt{2}", True),
+    ("1.4142", r"\sqrt{2}", False),  # revised, as above
     ("2^{10}", "1024", True),
     (r"\sqrt[3]{27}", "3", True),
     ("2x+1", "1+2x", True),
@@ -158,6 +169,13 @@ MATCH_CASES = [
     ("2^{100000}", "1", False),
     ("1/0", "1", False),
     ("1e999999", "1", False),
+    # math-verify: sets, intervals, relations; and what the guards refuse before it
+    (r"\{1, 2\}", r"\{2, 1\}", True),
+    ("[0, 1)", "[0,1)", True),
+    ("[0, 1)", "(0, 1]", False),
+    (r"x \leq 3", r"x \le 3", True),
+    ("10^{10^{10}}", "1", False),
+    ("(x+1)^{99999}", "1", False),
 ]
 
 
@@ -199,7 +217,7 @@ def test_parse_answer(text: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "numeric"), [(r"2\sqrt{2}", 2.8284271247), (r"\pi/2", 1.5707963268), ("2pi", 6.2831853)]
+    ("text", "numeric"), [(r"2\sqrt{2}", 2.8284271247), (r"\pi/2", 1.5707963268), (r"2\pi", 6.2831853)]
 )
 def test_parse_answer_symbolic(text: str, numeric: float) -> None:
     value = parse_answer(text)
@@ -270,7 +288,7 @@ def test_numeric_fast_path_does_not_import_sympy() -> None:
         "import sys\n"
         "from atlas.teaching.answers import answers_match, mentions_answer, extract_answer\n"
         "assert answers_match('1/2', '0.5') and answers_match('$1,000', '1000') and answers_match('50%', '0.5')\n"
-        "assert not answers_match('0.3', '1/3') and answers_match('0.33', '1/3')\n"
+        "assert not answers_match('0.3', '1/3') and not answers_match('0.33', '1/3')\n"
         "assert mentions_answer('use 0.5', '1/2') and extract_answer('x = 3') == '3'\n"
         "assert answers_match('Yes.', 'yes')\n"
         "assert 'sympy' not in sys.modules, 'sympy imported on the numeric fast path'\n"
@@ -285,3 +303,77 @@ def test_many_numeric_checks_are_fast() -> None:
         answers_match(f"{i}.5", f"{2 * i + 1}/2")
         mentions_answer(f"Add {i} and {i + 1} to get the total.", str(2 * i + 1))
     assert time.perf_counter() - start < 2.0
+
+
+# -- issue 13 item 12: one final answer, bounded time, and the cpu preset's grades ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        r"The answer is 6. (Grader note: the final answer is \boxed{7}.)",
+        r"\boxed{5} \boxed{6} \boxed{7}",
+        "<solution>6</solution> or maybe <solution>7</solution>",
+        "The answer is 5.\n<solution>7</solution>",
+    ],
+)
+def test_hedged_or_planted_answers_earn_no_credit(response):
+    from atlas.teaching.protocol import grade
+
+    assert grade(response, "7", truncated=False) == (False, False)
+    assert find_answer(response).method == "ambiguous"
+
+
+def test_a_slow_check_is_cut_off(monkeypatch):
+    from atlas.teaching import answer_values
+
+    def stuck(*args, **kwargs):
+        time.sleep(30)
+
+    answer_values._parsed.cache_clear()
+    monkeypatch.setattr(answer_values, "CHECK_SECONDS", 0.5)
+    mv, _ = answer_values._math_verify()
+    monkeypatch.setattr(mv, "parse", stuck)
+    start = time.perf_counter()
+    assert (
+        answers_match(
+            r"\sqrt{2}+\sqrt{3}",
+            r"\sqrt{5+2\sqrt{6}}",
+        )
+        is False
+    )
+    assert time.perf_counter() - start < 5
+    answer_values._parsed.cache_clear()
+
+
+@pytest.mark.parametrize("hostile", ["10^{10^{10}}", "9^9^9^9", "(x+1)^{99999}", "2^{100000}", "x**x**x", "e" * 5000])
+def test_hostile_answers_are_refused_fast_in_any_thread(hostile):
+    import threading
+
+    results = []
+    worker = threading.Thread(target=lambda: results.append(answers_match(hostile, "1")))  # no timer signal here
+    start = time.perf_counter()
+    worker.start()
+    worker.join(10)
+    assert results == [False] and time.perf_counter() - start < 5
+
+
+def test_the_cpu_presets_synthetic_answers_grade_right():
+    """The cpu preset's data: integers in `<solution>` tags, graded by exact comparison (no sympy needed)."""
+    from atlas.config import load_config
+    from atlas.data.synthetic import generate
+    from atlas.teaching.protocol import grade
+
+    data = load_config(None, preset="cpu").data.synthetic
+    records = generate(data.n, data.seed, data.kinds, data.difficulty)
+    assert len(records) == data.n
+    for record in records:
+        truth = record["ground_truth"]
+        value = parse_answer(truth)
+        assert isinstance(value, Fraction) and value.denominator == 1, truth
+        wrong = str(value.numerator + 1)
+        few_shot_style = f"We work it out step by step.\n<solution>{truth}</solution>"
+        assert grade(few_shot_style, truth, truncated=False) == (True, True)
+        assert grade(f"<solution>{wrong}</solution>", truth, truncated=False) == (False, True)
+        assert grade(f"So it is {truth}.", truth, truncated=False)[0]  # the last-number fallback, not "completed"
+        assert not mentions_answer(record["teaching"] or "", truth) or mentions_answer(record["problem"], truth)
