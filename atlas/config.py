@@ -2,9 +2,17 @@
 
 A configuration is built in three layers, each overriding the one before:
 
-1. a preset file `configs/presets/<preset>.yaml` (`tiny`, `cpu`, `paper`);
+1. a preset file `configs/presets/<preset>.yaml` (`tiny`, `cpu`, `paper`): the defaults;
 2. the sections of `params.yaml` other than `preset:` (this is what `dvc repro` and `dvc exp run --set-param` see);
 3. `--set key.path=value` pairs from the command line.
+
+The committed `params.yaml` is *complete*: `atlas params --preset NAME` writes every section of the resolved preset
+into it (`params_yaml`), so DVC sees every parameter (`dvc exp run --set-param grpo.max_steps=20`, `dvc params diff`
+and `dvc exp show` name real values). A complete params.yaml is the whole configuration; its `preset:` says which
+preset its values were resolved from, and each run logs where they differ from that preset now (`differences`).
+Asked for another preset explicitly (`--preset`, the flow's `preset` parameter), the configuration is that preset
+plus `--set`: the sections of params.yaml belong to the preset they were resolved from. A partial params.yaml
+(`preset:` plus some sections) overrides its preset key by key.
 
 Everything is validated at load: an unknown key or a bad value fails with a message naming the key and what would
 be accepted. The `sft` and `grpo` sections name their trainer fields exactly as TRL's `SFTConfig` / `GRPOConfig` do
@@ -15,6 +23,7 @@ starts. Keep this module free of heavy imports; every test imports it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -24,9 +33,19 @@ from atlas.core import paths
 from atlas.core.errors import ConfigError
 from atlas.core.settings import StrictModel, apply_overrides, build, check_keys, deep_merge, parse_override, read_yaml
 
-__all__ = ["AtlasConfig", "ConfigError", "ModelSpec", "build_config", "load_config", "write_sections"]
+__all__ = [
+    "AtlasConfig",
+    "ConfigError",
+    "ModelSpec",
+    "build_config",
+    "differences",
+    "load_config",
+    "params_yaml",
+    "write_sections",
+]
 
 _Section = StrictModel
+log = logging.getLogger(__name__)
 
 
 class ModelSpec(_Section):
@@ -230,6 +249,11 @@ class EvaluationSettings(_Section):
 
 class GateSettings(_Section):
     teacher: Literal["grpo", "sft"] = "grpo"
+    promote: bool = Field(
+        default=True,
+        description="register a teacher that passed the gate and let it replace a champion of its lineage; the tiny "
+        "preset (random weights, for tests) sets false",
+    )
     min_non_degradation_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     min_accuracy_delta: float = -1.0
     use_interval_lower_bound: bool = False
@@ -288,6 +312,10 @@ def load_config(
         if parts == ["preset"]:
             preset = str(value)
     name = preset or params.get("preset") or "tiny"
+    if name != params.get("preset", name) and is_complete(params):
+        log.info("preset '%s' asked for: the sections of %s (resolved from '%s') do not apply", name, params_path,
+                 params.get("preset"))  # fmt: skip
+        params = {}
     preset_file = Path(presets_dir) / f"{name}.yaml"
     if not preset_file.exists():
         choices = ", ".join(available_presets(Path(presets_dir))) or "none found"
@@ -300,6 +328,37 @@ def load_config(
     merged["preset"] = name
     merged = apply_overrides(merged, [o for o in overrides if parse_override(o)[0] != ["preset"]])
     return build_config(merged, origin=f"preset '{name}'")
+
+
+def is_complete(params: dict[str, Any]) -> bool:
+    """A params mapping that holds every section (as `atlas params` writes it)."""
+    return all(isinstance(params.get(name), dict) for name in SECTIONS)
+
+
+PARAMS_HEADER = """\
+# The pipeline's configuration: what every DVC stage reads (dvc.yaml), complete so that DVC sees every parameter.
+# Written by `atlas params --preset {preset}` from configs/presets/{preset}.yaml (the preset is the source of the
+# defaults; regenerate after editing it). Edit values here, or for one experiment without editing this file:
+#   dvc exp run --set-param grpo.max_steps=20      (or `atlas run --set grpo.max_steps=20`)
+# Another preset for one run: `atlas run --preset tiny`; for this checkout: `atlas params --preset tiny`.
+"""
+
+
+def params_yaml(cfg: AtlasConfig) -> str:
+    """The complete params.yaml of `cfg`: `preset:` and every section, in schema order, with a header."""
+    import yaml
+
+    data = cfg.model_dump(mode="json")
+    body = yaml.safe_dump({k: data[k] for k in ("preset", *SECTIONS)}, sort_keys=False, width=120)
+    return PARAMS_HEADER.format(preset=cfg.preset) + body
+
+
+def differences(a: StrictModel, b: StrictModel) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every leaf where two configurations differ."""
+    flat_a, flat_b = config_to_flat_dict(a), config_to_flat_dict(b)
+    return [
+        (k, flat_a.get(k), flat_b.get(k)) for k in sorted(set(flat_a) | set(flat_b)) if flat_a.get(k) != flat_b.get(k)
+    ]
 
 
 def config_to_flat_dict(cfg: StrictModel, prefix: str = "") -> dict[str, Any]:

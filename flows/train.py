@@ -1,38 +1,27 @@
 """The Prefect flow `atlas`, served as deployment `train` (`prefect deployment run atlas/train`).
 
-One task per DVC stage (`atlas.stages.STAGES`), each running `dvc repro <stage>` through the pipeline driver
-`atlas.ops.pipeline` (one DAG, one lock file, one cache: DVC skips what is up to date), then the Prefect-only tasks
-`gate` and `register`. The `preset` parameter reaches DVC through params.yaml,
-never through an environment variable DVC cannot see. Serve it with `python -m flows.train` (what `make serve` does).
+The flow is the pipeline driver `atlas.ops.pipeline.run` (the one `atlas run` calls, with the same policy) with each
+step as a Prefect task: one task per DVC stage (`dvc repro <stage>`: DVC skips what is up to date), then `gate` and
+`register`. With a `preset` parameter other than params.yaml's, the run is a DVC experiment (`dvc exp run --temp`,
+one task): the checkout's params.yaml, dvc.lock and outputs stay as they were. A failed gate fails the flow run
+(nothing is registered). Serve it with `python -m flows.train` (what `make serve` does).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from atlas.ops import pipeline
-from atlas.stages import STAGES
 
 
-@task(name="dvc-repro", task_run_name="dvc repro {stage}")
-def dvc_repro(stage: str, parent_run_id: str) -> str:
-    """Run one DVC stage (and whatever it depends on that is out of date); DVC says when it was up to date."""
-    logger = get_run_logger()
-    return pipeline.repro_stage(stage, parent_run_id, log_line=lambda line: logger.info("%s", line))
-
-
-@task(name="gate")
-def gate_task(parent_run_id: str) -> dict:
-    from atlas.config import load_config
-
-    return pipeline.gate(load_config(), parent_run_id)
-
-
-@task(name="register")
-def register_task(parent_run_id: str, flow_run_id: str | None) -> dict:
-    from atlas.config import load_config
-
-    return pipeline.register(load_config(), parent_run_id, flow_run_id=flow_run_id)
+@task(name="pipeline-step", task_run_name="{name}", cache_policy=NO_CACHE)
+def step(name: str, run: Callable[[], Any]) -> Any:
+    """One step of the pipeline driver (a DVC stage, the experiment, the gate, the registration)."""
+    return run()
 
 
 @flow(name="atlas", log_prints=True)
@@ -40,21 +29,19 @@ def atlas_flow(preset: str | None = None) -> dict:
     """Ingest -> validate -> probe -> SFT -> GRPO -> evaluate (DVC), then gate and register (Prefect only)."""
     from prefect.runtime import flow_run
 
-    from atlas.config import load_config
-    from atlas.ops import tracking
+    from atlas.core.errors import GateFailed
 
     logger = get_run_logger()
-    if preset and pipeline.set_preset(preset):
-        logger.info("params.yaml now uses preset '%s'", preset)
-    cfg = load_config()
-    status = {}
-    with tracking.pipeline_run(cfg, name=f"pipeline [{cfg.preset}] flow {flow_run.get_name() or ''}") as run_id:
-        for stage in STAGES:
-            status[stage] = dvc_repro(stage, run_id)
-            logger.info("stage %s: %s", stage, status[stage])
-        status["gate"] = gate_task(run_id)
-        status["register"] = register_task(run_id, flow_run.get_id())
-    return status
+    result = pipeline.run(
+        preset,
+        executor=lambda name, run: step(name, run),
+        log_line=lambda line: logger.info("%s", line),
+        flow_run_id=flow_run.get_id(),
+        run_name=f"flow {flow_run.get_name() or ''}".strip(),
+    )
+    if not result.gate_passed:
+        raise GateFailed(result.gate_text)
+    return {**result.statuses, "register": result.registered}
 
 
 @flow(name="atlas-watch-incoming")
@@ -66,7 +53,7 @@ def watch_incoming() -> bool:
     from atlas.data import incoming
 
     cfg = load_config()
-    changed, sha = incoming.check(cfg)
+    changed, sha = incoming.check(cfg)  # new content is announced once (again after a failed run)
     if changed:
         incoming.notify(sha, len(list(Path(cfg.data.incoming_dir).glob("*.jsonl"))))
     get_run_logger().info("incoming data %s", "changed: retraining triggered" if changed else "unchanged")

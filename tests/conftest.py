@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["atlas", "flows", "configs", "params.yaml", "dvc.yaml", ".dvcignore", "prefect.toml", "data/incoming"]
+PROJECT_FILES = ["atlas", "flows", "configs", "params.yaml", "dvc.yaml", ".dvcignore", "prefect.toml", "data/incoming",
+                 ".gitignore", "data/.gitignore", "reports/.gitignore"]  # fmt: skip
 
 # Set before anything imports prefect: the repo's prefect.toml would otherwise put PREFECT_HOME inside the repo.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="atlas-prefect-")
@@ -24,8 +25,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def make_project(root: Path, preset: str = "tiny", extra_params: str = "") -> Path:
-    """A runnable copy of the project (configs, params, DVC pipeline) in `root`, as its own git + DVC repo."""
+def make_project(
+    root: Path, preset: str = "tiny", extra_params: str = "", params: str | None = None, commit: bool = False
+) -> Path:
+    """A runnable copy of the project (configs, params, DVC pipeline) in `root`, as its own git + DVC repo.
+    `params` replaces params.yaml's whole text (default: `preset: <preset>` + `extra_params`); `commit` makes a
+    first commit (DVC experiments need one), as a fresh clone has."""
     root.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         src = REPO / name
@@ -34,12 +39,25 @@ def make_project(root: Path, preset: str = "tiny", extra_params: str = "") -> Pa
         else:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / name)
-    (root / "params.yaml").write_text(f"preset: {preset}\n{extra_params}", encoding="utf-8")
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    text = params if params is not None else f"preset: {preset}\n{extra_params}"
+    (root / "params.yaml").write_text(text, encoding="utf-8")
+    subprocess.run([*GIT, "init", "-q"], cwd=root, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=root, check=True, env=_bin_env())
     subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=root, check=True, env=_bin_env())
+    if commit:
+        git_commit(root, "a fresh clone")
     return root
+
+
+GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+
+
+def git_commit(root: Path, message: str) -> str:
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-q", "--allow-empty", "-m", message], cwd=root, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _bin_env() -> dict[str, str]:

@@ -6,6 +6,7 @@ import pytest
 
 from atlas.cli import main
 from atlas.config import ConfigError, load_config, parse_override, write_sections
+from atlas.core.errors import AtlasError
 
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
@@ -67,3 +68,29 @@ def test_sections_change_only_where_the_config_changed(project, tmp_path):
     write_sections(load_config(overrides=["grpo.max_steps=9"]), b)
     changed = {p.name for p in a.iterdir() if p.read_text() != (b / p.name).read_text()}
     assert changed == {"grpo.json"}
+
+
+# -- issue 13 item 10: an override takes effect or says where it belongs -------------------------------------------
+
+
+def test_a_stage_refuses_an_override_its_inputs_were_not_made_with(project, capsys):
+    from atlas.cli import main
+    from atlas.ops.runner import check_upstream_config
+
+    assert main(["config"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--set", "data.max_eval=5"]) == 2  # tiny's held-out split was made with max_eval 8
+    err = capsys.readouterr().err
+    assert "error: data.max_eval=5: the outputs of ingest, validate that `atlas evaluate` reads were made with 8" in err
+    assert "set it in params.yaml and run `dvc repro`" in err
+    check_upstream_config(load_config(overrides=["evaluation.k=3"]), "evaluate")  # its own section: a one-off run
+    with pytest.raises(AtlasError, match="protocol.student_max_tokens=5"):
+        check_upstream_config(load_config(overrides=["protocol.student_max_tokens=5"]), "evaluate")
+
+
+def test_atlas_run_refuses_another_params_file(project, capsys):
+    from atlas.cli import main
+
+    (project / "other.yaml").write_text("preset: tiny\n")
+    assert main(["run", "--params", "other.yaml"]) == 2
+    assert "a pipeline run reads params.yaml (what DVC sees), not other.yaml" in capsys.readouterr().err

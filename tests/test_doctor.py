@@ -244,6 +244,13 @@ def test_registry_champion_is_read_from_sqlite(tmp_path):
     con.commit()
     assert "no champion alias yet" in doctor._registry_from_sqlite(db, "atlas-teacher")
     con.execute("INSERT INTO registered_model_aliases VALUES ('champion', 3, 'atlas-teacher')")
+    con.execute("CREATE TABLE model_version_tags (key VARCHAR(250), value TEXT, name VARCHAR(256), version INTEGER)")
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # what an empty checkpoint hashes to
+    con.execute("INSERT INTO model_version_tags VALUES ('checkpoint_sha256', ?, 'atlas-teacher', 3)", (empty,))
+    con.commit()
+    message = doctor._registry_from_sqlite(db, "atlas-teacher")
+    assert "records no weights" in message and doctor._registry_check(message).status == "warn"
+    con.execute("UPDATE model_version_tags SET value = ?", ("ab" * 32,))
     con.commit()
     con.close()
     assert doctor._registry_from_sqlite(db, "atlas-teacher") == "'atlas-teacher' champion = version 3"

@@ -1,17 +1,24 @@
-"""The real orchestration: the Prefect flow `atlas` (a session-scoped test server) driving `dvc repro` stage by stage
-at the tiny preset, MLflow parent/nested runs, the registry, a second `dvc repro` that has nothing to do, and a run
-whose gate cannot pass."""
+"""The real orchestration at the tiny preset: the Prefect flow `atlas` (a session-scoped test server) and `atlas run`
+driving DVC through the one pipeline driver, MLflow parent/nested runs, the registry, DVC experiments for another
+preset or overrides (the checkout's params.yaml untouched), the DVC remote and the README's recovery recipe.
+
+Two projects, each a committed git + DVC repo like a fresh clone: `workspace` (a complete tiny params.yaml that may
+promote) runs the pipeline in the checkout; `cpu_checkout` (the repository's own params.yaml, preset cpu, with a cpu
+champion in the registry) runs the README's `--param preset=tiny` example."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import make_project
+from tests.conftest import REPO, git_commit, make_project
 
 
 @pytest.fixture(scope="module")
@@ -25,70 +32,321 @@ def prefect_server(tmp_path_factory):
 def _mlflow_runs():
     from mlflow import MlflowClient
 
-    from atlas.ops.tracking import experiment_id
+    from atlas.ops.tracking import experiment_id, get_mlflow
 
+    get_mlflow()
     client = MlflowClient()
     return client, client.search_runs([experiment_id("atlas")])
 
 
-def test_flow_runs_pipeline_then_dvc_is_up_to_date(prefect_server, tmp_path, monkeypatch):
-    from atlas.ops import registry
+def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, check=check)
+
+
+def _tiny_params(*overrides: str) -> str:
+    from atlas.config import load_config, params_yaml
+
+    return params_yaml(load_config(None, preset="tiny", overrides=list(overrides)))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, prefect_server):
+    """A committed tiny project (complete params.yaml, promotion allowed, a local DVC remote) where the flow ran
+    once: (root, flow result, env)."""
     from flows.train import atlas_flow
 
-    root = make_project(tmp_path / "p", preset="cpu")  # the flow's `preset` parameter must win over params.yaml
-    monkeypatch.chdir(root)
-    state = atlas_flow(preset="tiny", return_state=True)
-    assert state.is_completed(), state.message
-    assert yaml.safe_load((root / "params.yaml").read_text())["preset"] == "tiny"
+    root = make_project(tmp_path_factory.mktemp("ws") / "p", params=_tiny_params("gate.promote=true"), commit=True)
+    state = tmp_path_factory.mktemp("ws-state")
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlruns.db'}",
+        "ATLAS_ARTIFACT_ROOT": str(state / "mlartifacts"),
+        "DVC_SITE_CACHE_DIR": str(state / "dvc-site"),
+    }
+    saved_cwd, saved_env = os.getcwd(), dict(os.environ)
+    os.chdir(root)
+    os.environ.update(env)
+    try:
+        _dvc("remote", "add", "-d", "local", str(state / "storage"))
+        git_commit(root, "a DVC remote")
+        state_ = atlas_flow(return_state=True)
+        assert state_.is_completed(), state_.message
+        yield root, state_.result(), env
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
+
+@pytest.fixture
+def in_workspace(workspace, monkeypatch):
+    root, result, env = workspace
+    monkeypatch.chdir(root)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return root, result
+
+
+def test_flow_runs_stages_gate_and_register(in_workspace):
+    from atlas.ops import registry
+
+    root, result = in_workspace
+    assert all(result[s] == "ran" for s in ("config", "models", "ingest", "validate", "probe", "sft", "grpo"))
+    assert result["gate"] == "passed" and result["register"]["outcome"] == "registered"
     client, runs = _mlflow_runs()
     parents = [r for r in runs if r.data.tags.get("atlas.pipeline") == "true"]
-    assert len(parents) == 1
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = {
         r.data.tags.get("atlas.stage") for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
     }
     assert {"models", "ingest", "validate", "probe", "sft", "grpo", "evaluate", "gate", "register"} <= children
     champion = registry.alias_version("atlas-teacher", "champion")
-    assert champion is not None and champion.tags["preset"] == "tiny"
+    assert champion is not None and champion.tags["preset"] == "tiny" and champion.tags["dvc_pushed"] == "true"
 
     from atlas.config import load_config
     from atlas.ops.results import results_markdown
 
     table = results_markdown(load_config())
     assert parents[0].info.run_id in table and "gate passed" in table and "Non-Degradation" in table
-
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     outs = {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
-    assert {"data/processed", "data/probe", "data/checkpoints/sft", "data/checkpoints/grpo"} <= outs
-    again = subprocess.run([sys.executable, "-m", "dvc", "repro"], capture_output=True, text=True, check=True)
-    assert "Data and pipelines are up to date" in again.stdout + again.stderr
+    assert {
+        "data/processed",
+        "data/probe",
+        "data/checkpoints/sft",
+        "data/checkpoints/grpo",
+        "reports/eval.json",
+    } <= outs
+    tracked = subprocess.run(["git", "ls-files", "reports", "data/config"], capture_output=True, text=True).stdout
+    assert "eval.json" not in tracked and "models.json" not in tracked  # DVC tracks them, git does not
 
-    # A scheduled run with nothing new: every DVC stage is up to date and says so.
-    again_state = atlas_flow(return_state=True)
-    assert again_state.is_completed()
-    statuses = again_state.result()
-    assert all(statuses[s] == "skipped (up to date)" for s in ("models", "ingest", "probe", "sft", "grpo", "evaluate"))
-    champion = registry.alias_version("atlas-teacher", "champion")  # the same checkpoint, registered again
 
-    # New rows arrive and the gate cannot pass: the run re-ingests and retrains, then fails naming the metric and
-    # its threshold; the champion stays where it was.
-    rows = [
-        {
-            "problem": f"Ann has {a} pens and buys {a + 4} more. How many pens does she have now?",
-            "ground_truth": str(2 * a + 4),
-        }
-        for a in range(3, 9)
-    ]
-    (root / "data/incoming/new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with open(root / "params.yaml", "a", encoding="utf-8") as fh:
-        fh.write("gate:\n  min_non_degradation_rate: 1.0\n  min_accuracy_delta: 5.0\n")
-    failed = atlas_flow(return_state=True)
-    assert failed.is_failed()
-    message = str(failed.result(raise_on_failure=False))
-    assert "FAIL accuracy_delta" in message and ">= 5.000" in message
+def test_a_second_run_skips_from_dvc_state_and_registers_nothing_new(in_workspace, monkeypatch):
+    """Issue 13 items 4 and 7, through `atlas run` (the same driver as the flow)."""
+    from mlflow import MlflowClient
+
+    from atlas.cli import main
+    from atlas.ops import pipeline, registry
+
+    champion = registry.alias_version("atlas-teacher", "champion")
+    seen = []
+    monkeypatch.setattr(pipeline, "_dvc", lambda args, *a, **k: seen.append(args))  # nothing may need DVC to run
+    assert main(["run"]) == 0
+    assert seen == []  # every stage was up to date by `dvc status`
     assert registry.alias_version("atlas-teacher", "champion").version == champion.version
+    assert len(MlflowClient().search_model_versions("name = 'atlas-teacher'")) == 1
+    assert registry.alias_version("atlas-teacher", "previous") is None
+
+
+def test_atlas_run_does_not_register_a_failed_candidate(in_workspace, capsys):
+    """Issue 13 item 4: `atlas run` used to register a candidate whose gate failed."""
+    from mlflow import MlflowClient
+
+    from atlas.cli import main
+
+    params = Path("params.yaml")
+    text = params.read_text()
+    try:
+        params.write_text(text.replace("min_accuracy_delta: -1.0", "min_accuracy_delta: 5.0"))
+        assert main(["run", "--fail-on-gate"]) == 1
+    finally:
+        params.write_text(text)
+    err = capsys.readouterr().err
+    assert "FAIL accuracy_delta" in err and "nothing was registered" in err
+    assert len(MlflowClient().search_model_versions("name = 'atlas-teacher'")) == 1
+
+
+def test_recovery_recipe_brings_back_the_registered_weights(in_workspace, tmp_path):
+    """Issue 13 item 8: `git clone`, `git checkout <commit>`, `dvc pull` restore the champion's exact checkpoint."""
+    from atlas.llm.models import checkpoint_hash
+    from atlas.ops import registry
+
+    root, _ = in_workspace
+    champion = registry.alias_version("atlas-teacher", "champion")
+    commit = git_commit(root, "the run's dvc.lock")
+    assert champion.tags["git_dirty"] in ("true", "false")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    os.chdir(clone)
+    subprocess.run(["git", "checkout", "-q", commit], check=True)
+    done = _dvc("pull", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert checkpoint_hash(clone / "data/checkpoints/grpo") == champion.checkpoint_sha256
+    assert (clone / "dvc.lock").read_text() == (root / "dvc.lock").read_text()
+
+
+def test_overrides_run_as_a_dvc_experiment_and_take_effect(in_workspace):
+    """Issue 13 items 10 and 11: `atlas run --set` trains what MLflow records; the README's `dvc exp run
+    --set-param grpo.max_steps=...` works on the complete params.yaml; the checkout is left as it was."""
+    from atlas.cli import main
+
+    root, _ = in_workspace
+    before = {name: (root / name).read_bytes() for name in ("params.yaml", "dvc.lock")}
+    weights = (root / "data/checkpoints/grpo/model.safetensors").read_bytes()
+    assert main(["run", "--set", "grpo.max_steps=2"]) == 0
+    client, runs = _mlflow_runs()
+    latest = max((r for r in runs if r.data.tags.get("atlas.pipeline") == "true"), key=lambda r: r.info.start_time)
+    grpo = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == latest.info.run_id
+            and r.data.tags.get("atlas.stage") == "grpo"]  # fmt: skip
+    assert latest.data.params["grpo.max_steps"] == "2" and [r.data.params["grpo.max_steps"] for r in grpo] == ["2"]
+    assert client.get_run(grpo[0].info.run_id).data.metrics["grpo_summary.steps"] == 2
+    assert {name: (root / name).read_bytes() for name in before} == before
+    assert (root / "data/checkpoints/grpo/model.safetensors").read_bytes() == weights
+    # the README's command, as written (it runs in the workspace: DVC's run cache has this configuration already)
+    try:
+        done = _dvc("exp", "run", "--set-param", "grpo.max_steps=2", check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert yaml.safe_load((root / "params.yaml").read_text())["grpo"]["max_steps"] == 2
+    finally:
+        for name, data in before.items():
+            (root / name).write_bytes(data)
+        _dvc("checkout", "--force")
+
+
+def test_touching_code_or_the_rim_config_reruns_the_stages_that_use_it(in_workspace):
+    """Issue 13 item 9 and the acceptance: DVC sees a change to any file a stage runs, and to the RIM config."""
+    root, _ = in_workspace
+    answers = root / "atlas/teaching/answers.py"
+    rim = root / "configs/rim_config.yaml"
+    saved = answers.read_text(), rim.read_text()
+    try:
+        answers.write_text(saved[0] + "\n# touched\n")
+        changed = set(json.loads(_dvc("status", "--json").stdout))
+        assert {"ingest", "validate", "probe", "sft", "grpo", "evaluate"} <= changed
+        answers.write_text(saved[0])
+        rim.write_text(saved[1].replace("variance_threshold: 0.15", "variance_threshold: 0.2"))
+        assert set(json.loads(_dvc("status", "--json").stdout)) == {"config"}
+        done = subprocess.run(["atlas", "config"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert {"grpo", "evaluate"} <= set(json.loads(_dvc("status", "--json").stdout))
+    finally:
+        answers.write_text(saved[0])
+        rim.write_text(saved[1])
+        subprocess.run(["atlas", "config"], capture_output=True, check=True)
+
+
+def test_a_failed_run_leaves_the_incoming_data_to_retry(in_workspace):
+    """Issue 13 item 6: the watcher's new content counts as trained only after a run succeeded on it."""
+    from atlas.cli import main
+    from atlas.config import load_config
+    from atlas.data import incoming
+
+    cfg = load_config()
+    drop = Path(cfg.data.incoming_dir) / "bad.jsonl"
+    drop.write_text('{"problem": "What is 2 + 2?", "ground_truth": "4"}\n{"not a row\n')
+    try:
+        changed, sha = incoming.check(cfg)
+        assert changed and not incoming.check(cfg)[0]  # announced once
+        assert main(["run"]) == 2  # ingest refuses the file: the run fails
+        assert incoming.check(cfg) == (True, sha)  # announced again: the data is retried, not forgotten
+    finally:
+        drop.unlink()
+
+
+# -- the README's Prefect example after a cpu champion exists -------------------------------------------------------
+
+
+def test_flow_with_another_preset_leaves_params_and_champion_alone(prefect_server, tmp_path, monkeypatch):
+    """Issue 13 items 1 and 2 and the acceptance: `prefect deployment run atlas/train --param preset=tiny` after a
+    cpu champion exists leaves `champion` and params.yaml unchanged."""
+    import mlflow
+
+    from atlas.config import load_config
+    from atlas.ops import registry, tracking
+    from flows.train import atlas_flow
+
+    root = make_project(tmp_path / "p", params=(REPO / "params.yaml").read_text(), commit=True)
+    monkeypatch.chdir(root)
+    cpu = load_config()
+    assert cpu.preset == "cpu"
+    ckpt = tmp_path / "cpu-teacher"  # stands in for a trained cpu teacher: only its registry entry matters here
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "model.safetensors").write_bytes(b"cpu weights")
+    tracking.get_mlflow()
+    with mlflow.start_run() as run:
+        tags = {"checkpoint_sha256": "c" * 64, "preset": "cpu", "lineage": registry.lineage_id(cpu)}
+        version = registry.register_checkpoint("atlas-teacher", ckpt, tags, run.info.run_id, run.info.artifact_uri)
+    registry.promote("atlas-teacher", version)
+    params_before = (root / "params.yaml").read_bytes()
+
+    state = atlas_flow(preset="tiny", return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["experiment"].startswith("atlas-") and result["gate"] == "passed"
+    assert result["register"]["outcome"] == "not registered"  # tiny never promotes unless asked
+    assert (root / "params.yaml").read_bytes() == params_before and not (root / "dvc.lock").exists()
+    assert registry.alias_version("atlas-teacher", "champion").version == version.version
     _, runs = _mlflow_runs()
-    stage_runs = [r.data.tags.get("atlas.stage") for r in runs]
-    assert stage_runs.count("ingest") == 2 and stage_runs.count("grpo") == 2 and stage_runs.count("evaluate") == 2
-    records = (root / "data/interim/records.jsonl").read_text()
-    assert "Ann has 3 pens" in records
+    gate = next(r for r in runs if r.data.tags.get("atlas.stage") == "gate")
+    assert gate.data.tags["atlas.preset"] == "tiny"
+    report = json.loads((root / ".atlas/experiments" / result["experiment"] / "reports/gate.json").read_text())
+    assert report["champion_version"] is None and "another lineage" in report["champion_note"]
+
+
+# -- killing the driver -------------------------------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_driver_kills_its_children_and_closes_its_runs(tmp_path, monkeypatch):
+    """Issue 16 item 8: kill -9 of `atlas run` leaves no `dvc repro` or stage behind, and the MLflow runs it left
+    RUNNING are marked KILLED at the next start."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from atlas.ops import tracking
+
+    root = make_project(tmp_path / "p", commit=True)
+    monkeypatch.chdir(root)
+    driver = subprocess.Popen(["atlas", "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, stage = time.monotonic() + 240, None
+    while time.monotonic() < deadline and stage is None:
+        time.sleep(0.5)
+        for pid in _descendants(driver.pid):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"/atlas") for a in args) and b"probe" in args:
+                stage = pid
+    assert stage is not None, "the probe stage never started"
+    time.sleep(3)  # let it open its MLflow run
+    family = _descendants(driver.pid)
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.2)
+    assert not [p for p in family if _alive(p)], "children outlived the driver"
+    tracking.get_mlflow()
+    closed = tracking.close_dead_runs("atlas")
+    statuses = {r.info.status for r in MlflowClient().search_runs([tracking.experiment_id("atlas")])}
+    assert closed and "RUNNING" not in statuses
+    shutil.rmtree(root / ".dvc" / "tmp", ignore_errors=True)

@@ -115,3 +115,32 @@ def test_no_checks_does_not_pass_and_json_report() -> None:
     assert report["passed"] is False
     assert [c["name"] for c in report["checks"] if not c["passed"]] == ["leak_rate"]
     json.dumps(report, allow_nan=False)
+
+
+# -- issue 13 item 3: the gate reads only an evaluation of the checkpoint it gates --------------------------------
+
+
+def test_gate_and_register_on_a_fresh_clone_refuse(project, capsys):
+    """A fresh clone has no evaluation: `atlas gate && atlas register` must not pass on anything."""
+    from atlas.cli import main
+
+    assert main(["gate"]) == 2
+    assert "reports/eval.json is missing" in capsys.readouterr().err
+    assert main(["register"]) == 2
+
+
+def test_a_report_that_names_no_checkpoint_is_refused(project, capsys):
+    """The old committed reports/eval.json (metrics without the hashes of what was evaluated) and an empty
+    checkpoint folder: nothing passes, nothing is registered."""
+    from atlas.cli import main
+
+    (project / "reports").mkdir(exist_ok=True)
+    metrics = {"non_degradation_rate": 1.0, "accuracy_delta": 0.1, "leak_rate": 0.0, "taught_accuracy": 0.5}
+    (project / "reports/eval.json").write_text(json.dumps({"teachers": {"grpo": {"overall": metrics}}}))
+    (project / "data/checkpoints/grpo").mkdir(parents=True)
+    assert main(["gate"]) == 2
+    assert "does not say which checkpoint it evaluated" in capsys.readouterr().err
+    report = {"teachers": {"grpo": {"overall": metrics}}, "inputs": {"checkpoints": {"grpo": "e3b0c442"}}}
+    (project / "reports/eval.json").write_text(json.dumps(report))
+    assert main(["gate"]) == 2
+    assert "holds no model weights" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from atlas.data import incoming
 
 def test_check_reports_new_rows_once(project):
     cfg = load_config()
-    state = project / ".atlas" / "incoming.sha256"
+    state = project / ".atlas" / "incoming.json"
     first, empty_hash = incoming.check(cfg, state)
     assert first  # never looked before
     assert incoming.check(cfg, state) == (False, empty_hash)
@@ -19,6 +19,21 @@ def test_check_reports_new_rows_once(project):
     changed, new_hash = incoming.check(cfg, state)
     assert changed and new_hash != empty_hash
     assert incoming.check(cfg, state) == (False, new_hash)
+
+
+def test_new_data_counts_as_trained_only_after_a_successful_run(project):
+    """Issue 13 item 6: the watcher used to remember new content before the retraining it triggered had run."""
+    cfg = load_config()
+    state = project / ".atlas" / "incoming.json"
+    incoming.mark_trained(incoming.content_hash(project / "data/incoming"), state)
+    row = {"problem": "Ann has 2 pens and buys 3 more. How many pens does she have?", "ground_truth": "5"}
+    (project / "data/incoming/batch1.jsonl").write_text(json.dumps(row) + "\n")
+    changed, sha = incoming.check(cfg, state)
+    assert changed and incoming.check(cfg, state) == (False, sha)  # announced once, while its run goes on
+    incoming.mark_failed(state)  # the run failed
+    assert incoming.check(cfg, state) == (True, sha)  # announced again: retried
+    incoming.mark_trained(sha, state)  # a run succeeded on it
+    assert incoming.check(cfg, state) == (False, sha)
 
 
 def test_train_deployment_has_schedule_trigger_and_limit(project):

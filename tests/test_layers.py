@@ -146,10 +146,25 @@ def _covered(file: str, deps: list[str]) -> bool:
     return any(file == dep or file.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+def runtime_closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module that runs when `start` is imported: its imports, and the `__init__` of every package on the way
+    (importing `atlas.rim.config` runs `atlas/rim/__init__.py` and whatever that imports)."""
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo.extend(graph.get(module, ()))
+        todo.extend(".".join(parts[:i]) for i in range(2, len(parts)) if ".".join(parts[:i]) in graph)
+    return seen
+
+
 @pytest.mark.parametrize("stage", list(_dvc_stages()))
 def test_each_stage_depends_on_every_file_it_imports(graph, stage):
     deps = [d for d in _dvc_stages()[stage]["deps"] if d.startswith("atlas")]
-    needed = {f for module in closure(graph, f"atlas.stages.{stage}") - {"atlas"} for f in _files_of(module)}
+    needed = {f for module in runtime_closure(graph, f"atlas.stages.{stage}") - {"atlas"} for f in _files_of(module)}
     missing = sorted(f for f in needed if not _covered(f, deps))
     assert not missing, f"dvc.yaml stage '{stage}' misses deps on {missing}"
     # and the deps name layers the stage really uses (no stale paths)
@@ -221,3 +236,18 @@ def test_each_concept_lives_in_one_module(what, pattern, home):
         if regex.search(path.read_text(encoding="utf-8"))
     )
     assert found == [home], f"{what}: {found}"
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
+def test_the_rim_config_file_of_each_preset_is_a_dvc_dependency(preset):
+    """Issue 13 item 9: the paper preset's `configs/rim_gemini.yaml` was no dependency of any stage, so editing it
+    re-ran nothing. The file `rim.config_path` names must be a dep of the `config` stage, whose `rim.json` (holding
+    the resolved judge configuration) every stage that calls the judges depends on."""
+    from atlas.config import load_config
+
+    stages = _dvc_stages()
+    path = str(load_config(None, preset=preset, presets_dir=REPO / "configs/presets").rim.config_path)
+    via_config = _covered(path, [str(d) for d in stages["config"]["deps"]])
+    for stage in ("grpo", "evaluate"):
+        deps = [str(d) for d in stages[stage]["deps"]]
+        assert _covered(path, deps) or (via_config and "data/config/rim.json" in deps), f"{stage} misses {path}"

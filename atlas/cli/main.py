@@ -29,12 +29,15 @@ OPERATIONS = {
     "rollback": "move the `champion` alias back to `previous`",
     "run": "the whole pipeline: dvc repro, gate, register (the main job)",
     "results": "the results table of a pipeline run, read back from MLflow",
+    "params": "write the complete params.yaml of a preset (what DVC reads)",
 }
 
 
 def _stage(args) -> int:
+    from atlas.core import process
     from atlas.ops.runner import run_stage
 
+    process.watch_driver()  # under a pipeline driver: stop (with any workers) if the driver dies
     if args.command in ("sft", "grpo"):
         code = launcher.maybe_launch(args, args.command)
         if code is not None:
@@ -77,20 +80,47 @@ def _results(args) -> int:
 
 
 def _run_pipeline(args) -> int:
-    """The main job: `dvc repro` (every stage, nested MLflow runs under one parent), then gate and register."""
+    """The main job: `dvc repro` (every stage, nested MLflow runs under one parent), then gate and register.
+    `--preset` / `--set` make the run a DVC experiment (params.yaml is left as it is)."""
     from atlas.ops import pipeline
 
-    cfg = load_config_from(args)
-    result = pipeline.run(cfg)
+    result = pipeline.run(args.preset, args.set, params_path=args.params)
     if not result.gate_passed:
         print(f"\n{result.gate_text}", file=sys.stderr)
-    if paths.EVAL_SUMMARY.exists():
-        print("\n" + paths.EVAL_SUMMARY.read_text(encoding="utf-8"))
-    print(f"MLflow run: {result.run_id} (experiment '{cfg.tracking.experiment}')")
+    summary = result.root / paths.EVAL_SUMMARY
+    if summary.exists():
+        print("\n" + summary.read_text(encoding="utf-8"))
+    if result.experiment:
+        print(f"DVC experiment: {result.experiment} (`dvc exp show`; `dvc exp apply {result.experiment}` to adopt it)")
+    print(f"MLflow run: {result.run_id} (experiment '{result.cfg.tracking.experiment}')")
     print("Open the MLflow UI with `make ui`, then http://127.0.0.1:5000")
     if not result.gate_passed:
-        print("The gate did not pass: the teacher was registered, `champion` did not move.", file=sys.stderr)
+        print("The gate did not pass: nothing was registered, `champion` did not move.", file=sys.stderr)
+    elif result.registered:
+        reg = result.registered
+        where = f"v{reg['version']}" if reg.get("version") else "nothing"
+        champion = "; champion" if reg.get("champion") else ""
+        print(f"Registry: {reg['outcome']} ({where}){champion}. {reg.get('reason', '')}".rstrip())
     return 1 if (args.fail_on_gate and not result.gate_passed) else 0
+
+
+def _params(args) -> int:
+    """`atlas params`: the complete params.yaml of a preset (what DVC sees), replacing the file atomically."""
+    from pathlib import Path
+
+    from atlas.config import differences, load_config, params_yaml
+    from atlas.core.io import atomic_write_text
+
+    name = args.preset or load_config(args.params).preset
+    cfg = load_config(None, overrides=args.set, preset=name)
+    out = Path(args.out or args.params)
+    if out.exists():
+        old = load_config(out)
+        for key, before, after in differences(old, cfg):
+            print(f"{out}: {key}: {before!r} -> {after!r}")
+    atomic_write_text(out, params_yaml(cfg))
+    print(f"{out} now holds preset '{cfg.preset}', complete")
+    return 0
 
 
 def _add_stage(sub, name: str) -> None:
@@ -112,13 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
         _add_stage(sub, name)
-    handlers = {"gate": _gate, "register": _register, "rollback": _rollback, "run": _run_pipeline, "results": _results}
+    handlers = {
+        "gate": _gate,
+        "register": _register,
+        "rollback": _rollback,
+        "run": _run_pipeline,
+        "results": _results,
+        "params": _params,
+    }
     for name, help_text in OPERATIONS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_config_args(p)
         p.set_defaults(func=handlers[name])
         if name == "run":
             p.add_argument("--fail-on-gate", action="store_true", help="exit 1 when the gate does not pass")
+        if name == "params":
+            p.add_argument("--out", default=None, help="where to write (default: the --params file, params.yaml)")
         if name == "results":
             p.add_argument("--run-id", default=None, help="pipeline (parent) run id; default: the latest finished one")
         if name == "register":

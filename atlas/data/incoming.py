@@ -2,8 +2,13 @@
 
 Rows dropped there (`*.jsonl` in any accepted schema) are validated and merged by the ingest stage; DVC tracks the
 folder, so the next pipeline run re-ingests, retrains and re-evaluates, and a run with nothing new finds every stage
-up to date. `check` compares the folder's content hash with the last one seen; the Prefect watcher flow calls it and
-emits the event `atlas.data.arrived`, which triggers the `atlas/train` deployment.
+up to date. The Prefect watcher flow calls `check` and emits the event `atlas.data.arrived`, which triggers the
+`atlas/train` deployment.
+
+The state (`.atlas/incoming.json`) remembers two hashes of the folder's content: the last one a pipeline run
+trained on (`mark_trained`, written by the driver once its stages succeeded) and the last one the watcher announced.
+New content is announced once; a run that fails clears the announcement (`mark_failed`), so the next look announces
+the same content again and the data is retried, not forgotten.
 """
 
 from __future__ import annotations
@@ -14,12 +19,12 @@ from pathlib import Path
 
 from atlas.config import AtlasConfig
 from atlas.core import paths
-from atlas.core.io import atomic_write_text
+from atlas.core.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
 EVENT = "atlas.data.arrived"
-STATE = paths.STATE_DIR / "incoming.sha256"
+STATE = paths.STATE_DIR / "incoming.json"
 
 
 def content_hash(folder: Path) -> str:
@@ -32,13 +37,33 @@ def content_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _state(state: Path) -> dict[str, str | None]:
+    try:
+        data = read_json(state)
+    except (OSError, ValueError):
+        data = {}
+    return {"trained": data.get("trained"), "announced": data.get("announced")}
+
+
 def check(cfg: AtlasConfig, state: Path = STATE) -> tuple[bool, str]:
-    """(changed since the last check, current hash); the new hash is remembered."""
+    """(new content to train on, current hash): True once per content that no run has trained on yet (again after
+    a failed run)."""
     current = content_hash(Path(cfg.data.incoming_dir))
-    previous = state.read_text().strip() if state.exists() else None
-    if current != previous:
-        atomic_write_text(state, current + "\n")
-    return current != previous, current
+    seen = _state(state)
+    new = current not in (seen["trained"], seen["announced"])
+    if new:
+        write_json(state, {**seen, "announced": current})
+    return new, current
+
+
+def mark_trained(sha256: str, state: Path = STATE) -> None:
+    """A pipeline run's stages succeeded on this incoming content."""
+    write_json(state, {"trained": sha256, "announced": None})
+
+
+def mark_failed(state: Path = STATE) -> None:
+    """A pipeline run failed: the content it was announced for must be announced (and retried) again."""
+    write_json(state, {**_state(state), "announced": None})
 
 
 def notify(sha256: str, files: int) -> None:

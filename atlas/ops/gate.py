@@ -2,8 +2,12 @@
 configured thresholds and against the registry's champion, re-evaluated on the same held-out split.
 
 The checks themselves are pure (`check`, `run_checks`, `summary`). `gate(cfg)` runs them inside the gate's MLflow
-run: it reads reports/eval.json, re-evaluates the champion when there is one (cached per checkpoint, split and
-settings), writes reports/gate.json, logs one line per check and raises `GateFailed` naming each failed check.
+run: it reads reports/eval.json and first makes sure the report belongs to what it gates (the sha256 of the
+checkpoint and of the probe records that evaluate recorded must match the files now: a stale or foreign report is
+an error, never a pass), re-evaluates the champion when there is one of the candidate's lineage (cached per
+checkpoint, split and settings; a champion of another lineage is not compared, and the report says so), writes
+reports/gate.json (with the hashes it checked, for `register`), logs one line per check and raises `GateFailed`
+naming each failed check.
 """
 
 from __future__ import annotations
@@ -148,26 +152,67 @@ def champion_metrics(cfg: AtlasConfig, champion: registry.Version, candidate_has
     return metrics
 
 
-def gate(cfg: AtlasConfig) -> dict:
-    """Check the candidate against thresholds and the champion; raises GateFailed (naming each failed check)."""
+def evaluated_checkpoint(cfg: AtlasConfig) -> tuple[dict, str]:
+    """(reports/eval.json, the gated checkpoint's sha256), after checking that the report evaluated exactly the
+    checkpoint and the probe records that are there now."""
     from atlas.llm.models import checkpoint_hash
 
+    if not paths.EVAL_METRICS.exists():
+        raise AtlasError(f"{paths.EVAL_METRICS} is missing: run the pipeline (`dvc repro`, or `dvc pull`) first")
     result = read_json(paths.EVAL_METRICS)
     name = cfg.gate.teacher
-    if name not in result["teachers"]:
+    if name not in result.get("teachers", {}):
         raise AtlasError(f"{paths.EVAL_METRICS} has no metrics for teacher '{name}' (set evaluation.teachers)")
-    candidate = result["teachers"][name]["overall"]
+    inputs = result.get("inputs") or {}
+    recorded = (inputs.get("checkpoints") or {}).get(name)
+    if not recorded:
+        raise AtlasError(
+            f"{paths.EVAL_METRICS} does not say which checkpoint it evaluated: run `dvc repro evaluate` to remake it"
+        )
     ckpt = paths.TEACHER_CHECKPOINTS[name]
+    registry.check_checkpoint(ckpt)
+    sha = checkpoint_hash(ckpt)
+    if sha != recorded:
+        raise AtlasError(
+            f"{paths.EVAL_METRICS} evaluated {ckpt} with sha256 {recorded[:12]}, but it now holds {sha[:12]}: the "
+            "report is stale; run `dvc repro evaluate` (or the whole pipeline)"
+        )
+    probes = hashlib.sha256(paths.PROBES.read_bytes()).hexdigest() if paths.PROBES.exists() else None
+    if probes != inputs.get("probes_sha256"):
+        raise AtlasError(
+            f"{paths.EVAL_METRICS} was made with other probe records than {paths.PROBES}: run `dvc repro evaluate`"
+        )
+    return result, sha
+
+
+def gate(cfg: AtlasConfig) -> dict:
+    """Check the candidate against thresholds and the champion; raises GateFailed (naming each failed check)."""
+    result, sha = evaluated_checkpoint(cfg)
+    name = cfg.gate.teacher
+    candidate = result["teachers"][name]["overall"]
+    lineage = registry.lineage_id(cfg)
     with tracking.stage_run(cfg, "gate"):
         champion = registry.alias_version(cfg.tracking.registered_model, registry.CHAMPION)
-        champ = champion_metrics(cfg, champion, checkpoint_hash(ckpt), candidate) if champion else None
+        note = ""
+        if champion is not None and champion.lineage != lineage:
+            note = (
+                f"champion v{champion.version} is of another lineage (preset {champion.tags.get('preset', '?')}): "
+                "not compared, and this teacher cannot replace it"
+            )
+            log.info("%s", note)
+            champion = None
+        champ = champion_metrics(cfg, champion, sha, candidate) if champion else None
         checks = run_checks(candidate, cfg.gate, champ)
         passed, text = summary(checks)
         report = {
             **checks_to_json(checks),
             "teacher": name,
+            "checkpoint_sha256": sha,
+            "eval_sha256": hashlib.sha256(paths.EVAL_METRICS.read_bytes()).hexdigest(),
+            "lineage": lineage,
             "champion_version": champion.version if champion else None,
             "champion_metrics": champ,
+            "champion_note": note,
         }
         write_json(paths.GATE_REPORT, report)
         if champ is not None:  # the teachers side by side with the champion, re-evaluated on this split

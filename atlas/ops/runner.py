@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
-from atlas.config import AtlasConfig
+from atlas.config import AtlasConfig, config_to_flat_dict
 from atlas.core import paths
 from atlas.core.errors import AtlasError
+from atlas.core.io import read_json
 from atlas.ops import tracking
 from atlas.stages import STAGES, evaluate, grpo, ingest, models, probe, sft, validate
 from atlas.stages import config as config_stage
@@ -35,6 +37,7 @@ def run_stage(cfg: AtlasConfig, name: str, **options) -> dict:
     if name == "config":
         return MODULES[name].run(cfg, **options)
     tags = {"atlas.source": options.get("source") or cfg.data.source} if name == "ingest" else None
+    check_upstream_config(cfg, name)
     preflight(cfg, name)
     with tracking.stage_run(cfg, name, tags=tags):
         try:
@@ -44,6 +47,60 @@ def run_stage(cfg: AtlasConfig, name: str, **options) -> dict:
                 tracking.log_artifact(path, where)
         LOGGERS[name](cfg, summary)
     return summary
+
+
+def upstream_sections(stage: str, dvc_yaml: Path = Path("dvc.yaml")) -> dict[str, list[str]]:
+    """{config section: the stages before `stage` (in dvc.yaml) whose outputs `stage` reads, made with it}."""
+    import yaml
+
+    stages = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {}) if dvc_yaml.exists() else {}
+
+    def deps(name: str) -> list[str]:
+        return [str(d) for d in stages.get(name, {}).get("deps", [])]
+
+    def outs(name: str) -> list[str]:
+        return [next(iter(o)) if isinstance(o, dict) else str(o) for o in stages.get(name, {}).get("outs", [])]
+
+    def feeds(producer: str, consumer: str) -> bool:
+        return any(d == o or d.startswith(o.rstrip("/") + "/") for d in deps(consumer) for o in outs(producer))
+
+    sections: dict[str, list[str]] = {}
+    seen, todo = set(), [stage]
+    while todo:
+        consumer = todo.pop()
+        for producer in stages:
+            if producer not in seen and producer != "config" and feeds(producer, consumer):
+                seen.add(producer)
+                todo.append(producer)
+                for dep in deps(producer):
+                    if dep.startswith(f"{paths.CONFIG_DIR}/") and dep.endswith(".json"):
+                        sections.setdefault(Path(dep).stem, []).append(producer)
+    return sections
+
+
+def check_upstream_config(cfg: AtlasConfig, stage: str) -> None:
+    """A stage reads what the stages before it made, under the configuration recorded in data/config/. A value of
+    one of their sections that differs now (a `--set`, or params.yaml edited since the last `dvc repro`) would be
+    silently ignored by those outputs: refuse it and say where it belongs."""
+    problems = []
+    for section, producers in sorted(upstream_sections(stage).items()):
+        recorded_file = paths.CONFIG_DIR / f"{section}.json"
+        if not recorded_file.exists():
+            continue
+        recorded = config_to_flat_dict(type(getattr(cfg, section)).model_validate(read_json(recorded_file)[section]))
+        now = config_to_flat_dict(getattr(cfg, section))
+        for key in sorted(set(recorded) | set(now)):
+            if recorded.get(key) != now.get(key):
+                problems.append(
+                    f"{section}.{key}={now.get(key)!r}: the outputs of {', '.join(sorted(set(producers)))} that "
+                    f"`atlas {stage}` reads were made with {recorded.get(key)!r} ({recorded_file})"
+                )
+    if problems:
+        problems.append(
+            "set it in params.yaml and run `dvc repro` (or `dvc exp run --set-param KEY=VALUE`) so those stages "
+            "run with it"
+        )
+        raise AtlasError("\n".join(problems))
 
 
 def preflight(cfg: AtlasConfig, name: str) -> None:

@@ -4,6 +4,10 @@ The tracking store is sqlite at the project root (`mlruns.db`) unless `MLFLOW_TR
 artifacts go to an absolute `mlartifacts/` folder (MLflow's file store is not used: it raises in this version).
 A pipeline driver (the Prefect flow or `atlas run`) opens the parent run and hands its id to the DVC stage processes
 in `ATLAS_PARENT_RUN_ID`; a stage run outside a pipeline (a bare `dvc repro`) is a top-level run of its own.
+
+Every run is tagged with the process that owns it (pid, its start time, host). A run still RUNNING whose process
+is gone (killed, even with SIGKILL) is marked KILLED when the next pipeline or stage run starts
+(`close_dead_runs`), so the MLflow UI never shows a dead run as running.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from atlas.config import AtlasConfig, config_to_flat_dict
+from atlas.core import process
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "ATLAS_PARENT_RUN_ID"
 STAGE_TAG = "atlas.stage"
 PIPELINE_TAG = "atlas.pipeline"
+OWNER_TAGS = ("atlas.pid", "atlas.pid_start", "atlas.host")
 
 
 def tracking_uri() -> str:
@@ -69,8 +75,54 @@ def git_commit() -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (params.yaml, dvc.lock, code); None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
 def _base_tags(cfg: AtlasConfig) -> dict[str, str]:
-    return {"atlas.preset": cfg.preset, "atlas.git_commit": git_commit()}
+    me = process.identity()
+    owner = dict(zip(OWNER_TAGS, (me["pid"], me["start"], me["host"]), strict=True))
+    return {"atlas.preset": cfg.preset, "atlas.git_commit": git_commit(), **owner}
+
+
+def close_dead_runs(experiment: str) -> list[str]:
+    """Mark KILLED every RUNNING run of `experiment` whose owning process (on this host) no longer exists.
+    Returns their ids. Runs of other hosts, and runs without owner tags, are left alone."""
+    from mlflow import MlflowClient
+
+    get_mlflow()
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    host = process.identity()["host"]
+    closed = []
+    for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=500):
+        tags = run.data.tags
+        if tags.get("atlas.host") != host or not tags.get("atlas.pid", "").isdigit():
+            continue
+        if process.alive(int(tags["atlas.pid"]), tags.get("atlas.pid_start", "")):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+        log.warning(
+            "MLflow run %s (%s) was left RUNNING by process %s, which is gone: marked KILLED",
+            run.info.run_id,
+            run.info.run_name,
+            tags["atlas.pid"],
+        )
+    return closed
 
 
 @contextmanager
@@ -78,6 +130,7 @@ def pipeline_run(cfg: AtlasConfig, name: str | None = None, tags: dict[str, str]
     """The parent run of one pipeline run; its id is exported so stage subprocesses nest under it."""
     mlflow = get_mlflow()
     exp = experiment_id(cfg.tracking.experiment)
+    close_dead_runs(cfg.tracking.experiment)
     run_tags = {**_base_tags(cfg), PIPELINE_TAG: "true", **(tags or {})}
     with mlflow.start_run(experiment_id=exp, run_name=name or f"pipeline [{cfg.preset}]", tags=run_tags) as run:
         mlflow.log_params(_params(cfg))
@@ -100,13 +153,18 @@ def stage_run(cfg: AtlasConfig, stage: str, tags: dict[str, str] | None = None) 
         return
     mlflow = get_mlflow()
     exp = experiment_id(cfg.tracking.experiment)
+    if not os.environ.get(PARENT_ENV):  # under a pipeline run, its driver already did this at its start
+        close_dead_runs(cfg.tracking.experiment)
     run_tags = {**_base_tags(cfg), STAGE_TAG: stage, **(tags or {})}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         run_tags["mlflow.parentRunId"] = parent
-    if mlflow.active_run() is not None:
+    active = mlflow.active_run()
+    nested = active is not None and active.info.run_id == parent  # in the driver's own thread: keep the parent open
+    if active is not None and not nested:
         mlflow.end_run()
-    with mlflow.start_run(experiment_id=exp, run_name=f"{stage} [{cfg.preset}]", tags=run_tags) as run:
+    name = f"{stage} [{cfg.preset}]"
+    with mlflow.start_run(experiment_id=exp, run_name=name, tags=run_tags, nested=nested) as run:
         mlflow.log_params(_params(cfg))
         yield run
 

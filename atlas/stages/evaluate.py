@@ -87,6 +87,7 @@ def run(cfg: AtlasConfig) -> dict:
         teacher_dir = paths.TEACHER_CHECKPOINTS.get(name)  # `none`: the student alone
         rows_by_teacher[name] = evaluate_teacher(cfg, student, name, teacher_dir, probes)
     result = evaluate_all(rows_by_teacher, bootstrap_samples=cfg.evaluation.bootstrap_samples, seed=cfg.evaluation.seed)
+    result["inputs"] = evaluated_inputs(cfg)  # what the gate checks this report against
     if cfg.evaluation.rim:
         for name, rim in rim_judgments(cfg, rows_by_teacher, probes).items():
             result["teachers"][name]["rim"] = rim
@@ -94,6 +95,19 @@ def run(cfg: AtlasConfig) -> dict:
     write_json(paths.EVAL_METRICS, result)
     write_reports(result)
     return result
+
+
+def evaluated_inputs(cfg: AtlasConfig) -> dict:
+    """The sha256 of every checkpoint evaluated and of the probe records (the held-out split and its baselines)."""
+    import hashlib
+
+    from atlas.llm.models import checkpoint_hash
+
+    names = [n for n in cfg.evaluation.teachers if n in paths.TEACHER_CHECKPOINTS]
+    return {
+        "checkpoints": {n: checkpoint_hash(paths.TEACHER_CHECKPOINTS[n]) for n in names},
+        "probes_sha256": hashlib.sha256(paths.PROBES.read_bytes()).hexdigest(),
+    }
 
 
 def rim_judgments(

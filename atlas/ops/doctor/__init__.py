@@ -20,6 +20,7 @@ from atlas.ops.doctor.checks_models import (
     hub_check,
 )
 from atlas.ops.doctor.checks_services import (
+    _registry_check,
     _registry_from_sqlite,
     check_disk,
     check_dvc,
@@ -35,6 +36,7 @@ __all__ = [
     "Check",
     "HubProbe",
     "Status",
+    "_registry_check",
     "_registry_from_sqlite",
     "check_data_source",
     "check_device",

@@ -80,11 +80,22 @@ def _registry_from_sqlite(db: Path, model: str) -> str:
             row = con.execute(
                 "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = 'champion'", (model,)
             ).fetchone()
+            weights = (
+                row
+                and con.execute(
+                    "SELECT value FROM model_version_tags WHERE name = ? AND version = ? AND key = 'checkpoint_sha256'",
+                    (model, row[0]),
+                ).fetchone()
+            )
         finally:
             con.close()
     except sqlite3.Error as exc:
         return f"registry not readable yet ({exc})"
-    return f"'{model}' champion = version {row[0]}" if row else f"'{model}' exists, no champion alias yet"
+    if not row:
+        return f"'{model}' exists, no champion alias yet"
+    if not weights or weights[0] in ("", EMPTY_SHA256):
+        return f"'{model}' champion = version {row[0]}, which records no weights (checkpoint_sha256 of nothing)"
+    return f"'{model}' champion = version {row[0]}"
 
 
 def _registry_from_server(uri: str, model: str, env) -> str:
@@ -98,7 +109,12 @@ def _registry_from_server(uri: str, model: str, env) -> str:
     return f"'{model}' exists, no champion alias yet" if status == 200 else f"'{model}' not found ({detail})"
 
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of no bytes
+
+
 def _registry_check(message: str) -> Check:
+    if "records no weights" in message:
+        return Check("mlflow registry", "warn", message, "`atlas rollback`, or run the pipeline to register a teacher")
     return Check("mlflow registry", "ok", message)
 
 
