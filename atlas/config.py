@@ -280,18 +280,22 @@ def load_config(
 ) -> AtlasConfig:
     """Preset <- params.yaml sections <- overrides, validated. `preset` (or `--set preset=...`) beats params.yaml's."""
     params: dict[str, Any] = {}
-    if params_path is not None and Path(params_path).exists():
+    if params_path is not None:
+        if not Path(params_path).is_file():
+            raise ConfigError(
+                f"params file not found: {params_path} (run from the project root, or pass --params FILE)"
+            )
         params = read_yaml(Path(params_path))
     overrides = list(overrides or [])
     for item in overrides:
         parts, value = parse_override(item)
         if parts == ["preset"]:
             preset = str(value)
-    name = preset or params.get("preset") or "tiny"
-    preset_file = Path(presets_dir) / f"{name}.yaml"
-    if not preset_file.exists():
+    name = str(preset or params.get("preset") or "tiny")
+    if name not in available_presets(Path(presets_dir)):  # a name, never a path: nothing outside presets_dir loads
         choices = ", ".join(available_presets(Path(presets_dir))) or "none found"
         raise ConfigError(f"unknown preset '{name}' (valid presets: {choices}; files live in {presets_dir}/)")
+    preset_file = Path(presets_dir) / f"{name}.yaml"
     merged = read_yaml(preset_file)
     check_keys(merged, AtlasConfig, "", str(preset_file))
     layer = {k: v for k, v in params.items() if k != "preset"}

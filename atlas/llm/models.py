@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from atlas.config import ModelSpec
-from atlas.core.errors import AtlasError
+from atlas.core.errors import AtlasError, ConfigError
 from atlas.core.io import replace_dir
 
 log = logging.getLogger(__name__)
@@ -207,11 +207,19 @@ def pretrained_causal_lm(
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
+    """`cpu` or `cuda` (`auto`: CUDA when there is a device). `cuda` without a usable CUDA device is refused here,
+    before any model loads, with the fix (torch's own error comes later, as a traceback)."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ConfigError(
+            f"models.device is 'cuda' but torch {torch.__version__} ({build}) sees no CUDA device: "
+            "set models.device: cpu (or auto), or install a CUDA build of torch on a GPU machine"
+        )
+    return device
 
 
 def setup_torch(num_threads: int, seed: int) -> None:
