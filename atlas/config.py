@@ -75,9 +75,24 @@ class DataSettings(_Section):
     split_salt: str = "atlas-v1"
     max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     max_field_chars: int = Field(default=20_000, ge=100)
-    max_train: int | None = Field(default=None, ge=1, description="cap on train problems (deterministic)")
-    max_eval: int | None = Field(default=None, ge=1, description="cap on held-out problems (deterministic)")
+    # Caps that bound the cost of every stage after ingest (chosen by hash: deterministic; null = no cap).
+    max_train: int | None = Field(default=5000, ge=1, description="cap on train problems (probe, GRPO prompts)")
+    max_eval: int | None = Field(default=1000, ge=1, description="cap on held-out problems (probe, evaluation)")
+    max_sft: int | None = Field(default=10_000, ge=1, description="cap on SFT demonstrations (what SFT tokenizes)")
     incoming_dir: str = "data/incoming"
+    max_incoming_rows: int = Field(
+        default=10_000, ge=1, description="a drop file with more rows than this is rejected (moved aside)"
+    )
+    incoming_rows: Literal["all_or_none", "passing"] = Field(
+        default="all_or_none",
+        description="a drop file with bad lines: reject the whole file (all_or_none), or take its passing rows and"
+        " move only the bad lines aside (passing)",
+    )
+    conflicts: Literal["keep_curated", "take_incoming"] = Field(
+        default="keep_curated",
+        description="a drop row with the same problem as a curated one but another answer: keep the curated answer"
+        " and reject the row (keep_curated), or replace the curated answer (take_incoming); reported either way",
+    )
 
 
 class ProtocolSettings(_Section):

@@ -75,3 +75,22 @@ def replace_dir(path: Path | str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def free_name(folder: Path | str, name: str) -> Path:
+    """`folder/name`, or `folder/<stem>.<n><suffix>` (n = 2, 3, ...) when that is taken."""
+    target, n = Path(folder) / name, 1
+    while target.exists():
+        n += 1
+        target = Path(folder) / f"{Path(name).stem}.{n}{Path(name).suffix}"
+    return target
+
+
+def move(src: Path | str, folder: Path | str) -> Path:
+    """Move the file `src` into `folder` (created as needed) under a free name (`free_name`); returns the new path.
+    A rename: the file is never half moved."""
+    src = Path(src)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    target = free_name(folder, src.name)
+    os.replace(src, target)
+    return target

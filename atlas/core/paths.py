@@ -39,3 +39,4 @@ EVAL_SUMMARY = REPORTS_DIR / "eval_summary.md"
 GATE_REPORT = REPORTS_DIR / "gate.json"
 STATE_DIR = Path(".atlas")
 SFT_WORK = STATE_DIR / "sft_work"
+INCOMING_REJECTED = "rejected"  # a folder inside data.incoming_dir: rejected drops and their reports (.dvcignore'd)

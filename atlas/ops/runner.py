@@ -52,6 +52,12 @@ def _metrics(prefix: str, drop: tuple[str, ...] = ()) -> Callable[[AtlasConfig, 
     return log_summary
 
 
+def _log_ingest(cfg: AtlasConfig, summary: dict) -> None:
+    tracking.log_metrics({k: v for k, v in summary.items() if k != "content_hash"}, prefix="ingest")
+    for report in summary.get("rejected_reports", []):  # why a drop was set aside, next to the run that did it
+        tracking.log_artifact(report, "data/rejected")
+
+
 def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
     for name, teacher in result["teachers"].items():
         tracking.log_metrics(teacher["overall"], prefix=name)
@@ -103,7 +109,7 @@ def _log_training_curves(cfg: AtlasConfig) -> None:
 # What each tracked stage logs from its summary.
 LOGGERS: dict[str, Callable[[AtlasConfig, dict], None]] = {
     "models": lambda cfg, summary: None,
-    "ingest": _metrics("ingest", drop=("content_hash",)),
+    "ingest": _log_ingest,
     "validate": _metrics("validate"),
     "probe": _metrics("probe"),
     "sft": _metrics("sft_summary"),

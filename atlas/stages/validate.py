@@ -67,13 +67,15 @@ def run(cfg: AtlasConfig) -> dict:
     eval_pool = [r for r in split.eval if r["ground_truth"] is not None]
     train = take_by_hash(train_pool, data.max_train, data.split_salt)
     evals = take_by_hash(eval_pool, data.max_eval, data.split_salt)
-    sft = sorted((r for r in split.train if r["approach"] and r["teaching"]), key=lambda r: r["id"])
+    sft_pool = [r for r in split.train if r["approach"] and r["teaching"]]
+    sft = take_by_hash(sft_pool, data.max_sft, data.split_salt)
     counts = {
         "train": len(train),
         "eval": len(evals),
         "sft": len(sft),
         "train_before_cap": len(train_pool),
         "eval_before_cap": len(eval_pool),
+        "sft_before_cap": len(sft_pool),
         "eval_dropped_as_duplicates_of_train": len(split.contaminated),
     }
     report = build_report(outcome, len(records), data.max_bad_fraction, counts)
@@ -88,7 +90,7 @@ def run(cfg: AtlasConfig) -> dict:
     for name in ("train", "eval"):
         if not counts[name]:
             log.warning("the %s split is empty after validation", name)
-    settings = {k: getattr(data, k) for k in ("split_salt", "eval_fraction", "max_train", "max_eval")}
+    settings = {k: getattr(data, k) for k in ("split_salt", "eval_fraction", "max_train", "max_eval", "max_sft")}
     _write_processed({paths.TRAIN: train, paths.EVAL: evals, paths.SFT_DATA: sft}, settings)
     write_json(paths.VALIDATION_REPORT, report)
     log.info("validated %d records: %d quarantined; %s", len(records), len(quarantine), counts)
