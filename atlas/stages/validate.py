@@ -1,9 +1,10 @@
 """Stage `validate`: Great Expectations suite, quarantine, train/eval split, dataset card.
 
 The suite runs over the ingested records; bad ones are quarantined with reasons; the rest are split by hash and
-capped, and written with their dataset card (`data/processed/{train,eval,sft}.jsonl`,
-`reports/{validation,dataset_card}.json`, `reports/quarantine.jsonl`). Too many bad records stop it with one line per
-problem and leave the previous processed data untouched."""
+capped (`data.max_train`, `max_eval`, `max_sft`), and written with their dataset card as one folder
+(`data/processed/{train,eval,sft}.jsonl` and `dataset_card.json`, swapped in as one unit: a kill at any moment leaves
+the old set or the new one, each matching its card), then `reports/validation.json` and `reports/quarantine.jsonl`.
+Too many bad records stop it with one line per problem and leave the previous processed data untouched."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from atlas.config import AtlasConfig
 from atlas.core import paths
 from atlas.core.errors import InputError
-from atlas.core.io import atomic_write_text, write_json
+from atlas.core.io import atomic_write_text, replace_dir, write_json
 from atlas.data import sources
 from atlas.data.card import build_card
 from atlas.data.schema import RECORD_KEYS, record_line
@@ -36,12 +37,16 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 def _write_processed(outputs: dict[Path, list[dict[str, Any]]], card_settings: dict[str, Any]) -> None:
+    """The processed files and their card, written into a fresh folder that then replaces data/processed at once."""
     texts = {path: "".join(record_line(r) for r in rows) for path, rows in outputs.items()}
     names = {paths.TRAIN: "train", paths.EVAL: "eval", paths.SFT_DATA: "sft"}
     card = build_card({names[p]: (str(p), outputs[p], texts[p]) for p in outputs}, card_settings)
-    for path, text in texts.items():
-        atomic_write_text(path, text)
-    write_json(paths.DATASET_CARD, card)
+    with replace_dir(paths.PROCESSED_DIR) as staging:
+        for path, text in texts.items():
+            (staging / path.relative_to(paths.PROCESSED_DIR)).write_text(text, encoding="utf-8")
+        (staging / paths.DATASET_CARD.relative_to(paths.PROCESSED_DIR)).write_text(
+            json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
 
 def run(cfg: AtlasConfig) -> dict:
