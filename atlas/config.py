@@ -136,6 +136,15 @@ def _extra_args_field(owner: str) -> Any:
     )
 
 
+def _save_total_limit_field() -> Any:
+    return Field(
+        default=2,
+        ge=1,
+        description="keep the newest N complete checkpoints of a run (null: all); applied by the project after each"
+        " save, so the newest complete checkpoint is never deleted (TRL's own option is not used)",
+    )
+
+
 class _TrainerSection(_Section):
     """A training stage: every field not in PROJECT_FIELDS is a field of TRL's config class, under its own name."""
 
@@ -155,11 +164,13 @@ class SFTSettings(_TrainerSection):
 
     PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"enabled", "lora", "use_student_probe", "adaptive_targets", "solved_threshold", "abstain_rule",
-         "wrong_threshold", "trl_args"}
+         "wrong_threshold", "trl_args", "save_total_limit"}
     )  # fmt: skip
 
     enabled: bool = True
     max_steps: int = Field(default=4, ge=1)
+    save_steps: int = Field(default=50, ge=1, description="a resumable checkpoint every this many steps")
+    save_total_limit: int | None = _save_total_limit_field()
     learning_rate: float = Field(default=1e-3, gt=0)
     per_device_train_batch_size: int = Field(default=4, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
@@ -197,7 +208,7 @@ class GRPOSettings(_TrainerSection):
     """GRPO of the teacher (trl.GRPOConfig fields); the pipeline sets the completion length (from the protocol) and
     the reward weights (from `reward`)."""
 
-    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args"})
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args", "save_total_limit"})
 
     max_steps: int = Field(default=3, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -208,6 +219,7 @@ class GRPOSettings(_TrainerSection):
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
     temperature: float = Field(default=1.0, gt=0.0)
     save_steps: int = Field(default=2, ge=1)
+    save_total_limit: int | None = _save_total_limit_field()
     bf16: bool = False
     gradient_checkpointing: bool = False
     use_vllm: bool = False

@@ -39,7 +39,7 @@ EVAL_OUTCOMES = REPORTS_DIR / "eval_outcomes.jsonl"
 EVAL_SUMMARY = REPORTS_DIR / "eval_summary.md"
 GATE_REPORT = REPORTS_DIR / "gate.json"
 STATE_DIR = Path(".atlas")
-SFT_WORK = STATE_DIR / "sft_work"
+SFT_WORK = Path("data/work/sft")
 LOCKS_DIR = STATE_DIR / "locks"
 INCOMING_REJECTED = "rejected"  # a folder inside data.incoming_dir: rejected drops and their reports (.dvcignore'd)
 
