@@ -160,26 +160,26 @@ def test_validate_killed_half_way_leaves_the_old_set_consistent_with_its_card(pr
 
 def test_a_second_stage_command_stops_and_leaves_the_first_ones_checkpoints(trained):
     from atlas.cli.main import main
-    from atlas.training.checkpoints import COMPLETE
 
     first = subprocess.Popen(
         [sys.executable, "-c", KILLER, "no-such-file", "grpo", "--set", "grpo.max_steps=400", "--set",
          "grpo.save_steps=1"],
         cwd=trained, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    saved = paths.GRPO_WORK / "checkpoint-1" / "trainer_state.json"
     try:
         deadline = time.monotonic() + 240
-        while not (paths.GRPO_WORK / "checkpoint-1" / COMPLETE).exists():
+        while not saved.exists():
             assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-2000:]
             time.sleep(0.2)
         fingerprint = (paths.GRPO_WORK / "fingerprint.json").read_text()
 
         # another configuration: without the lock, it would discard the first run's checkpoints as "other inputs"
-        code = main(["grpo", "--set", "grpo.learning_rate=0.002"])
+        code = main(["grpo", "--set", "grpo.learning_rate=0.002", "--set", "grpo.max_steps=1"])
         assert code == 2
         assert first.poll() is None
         assert (paths.GRPO_WORK / "fingerprint.json").read_text() == fingerprint
-        assert (paths.GRPO_WORK / "checkpoint-1" / COMPLETE).exists()
+        assert any((d / "trainer_state.json").exists() for d in checkpoint_dirs(paths.GRPO_WORK))
     finally:
         stop_process(first)
     # the kernel released the dead process's lock: the stage runs again (and resumes nothing of another config)
