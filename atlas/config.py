@@ -94,9 +94,24 @@ class DataSettings(_Section):
     split_salt: str = "atlas-v1"
     max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     max_field_chars: int = Field(default=20_000, ge=100)
-    max_train: int | None = Field(default=None, ge=1, description="cap on train problems (deterministic)")
-    max_eval: int | None = Field(default=None, ge=1, description="cap on held-out problems (deterministic)")
+    # Caps that bound the cost of every stage after ingest (chosen by hash: deterministic; null = no cap).
+    max_train: int | None = Field(default=5000, ge=1, description="cap on train problems (probe, GRPO prompts)")
+    max_eval: int | None = Field(default=1000, ge=1, description="cap on held-out problems (probe, evaluation)")
+    max_sft: int | None = Field(default=10_000, ge=1, description="cap on SFT demonstrations (what SFT tokenizes)")
     incoming_dir: str = "data/incoming"
+    max_incoming_rows: int = Field(
+        default=10_000, ge=1, description="a drop file with more rows than this is rejected (moved aside)"
+    )
+    incoming_rows: Literal["all_or_none", "passing"] = Field(
+        default="all_or_none",
+        description="a drop file with bad lines: reject the whole file (all_or_none), or take its passing rows and"
+        " move only the bad lines aside (passing)",
+    )
+    conflicts: Literal["keep_curated", "take_incoming"] = Field(
+        default="keep_curated",
+        description="a drop row with the same problem as a curated one but another answer: keep the curated answer"
+        " and reject the row (keep_curated), or replace the curated answer (take_incoming); reported either way",
+    )
 
 
 class ProtocolSettings(_Section):
@@ -140,6 +155,15 @@ def _extra_args_field(owner: str) -> Any:
     )
 
 
+def _save_total_limit_field() -> Any:
+    return Field(
+        default=2,
+        ge=1,
+        description="keep the newest N complete checkpoints of a run (null: all); applied by the project after each"
+        " save, so the newest complete checkpoint is never deleted (TRL's own option is not used)",
+    )
+
+
 class _TrainerSection(_Section):
     """A training stage: every field not in PROJECT_FIELDS is a field of TRL's config class, under its own name."""
 
@@ -159,11 +183,13 @@ class SFTSettings(_TrainerSection):
 
     PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"enabled", "lora", "use_student_probe", "adaptive_targets", "solved_threshold", "abstain_rule",
-         "wrong_threshold", "trl_args"}
+         "wrong_threshold", "trl_args", "save_total_limit"}
     )  # fmt: skip
 
     enabled: bool = True
     max_steps: int = Field(default=4, ge=1)
+    save_steps: int = Field(default=50, ge=1, description="a resumable checkpoint every this many steps")
+    save_total_limit: int | None = _save_total_limit_field()
     learning_rate: float = Field(default=1e-3, gt=0)
     per_device_train_batch_size: int = Field(default=4, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
@@ -201,7 +227,7 @@ class GRPOSettings(_TrainerSection):
     """GRPO of the teacher (trl.GRPOConfig fields); the pipeline sets the completion length (from the protocol) and
     the reward weights (from `reward`)."""
 
-    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args"})
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args", "save_total_limit"})
 
     max_steps: int = Field(default=3, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -212,6 +238,7 @@ class GRPOSettings(_TrainerSection):
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
     temperature: float = Field(default=1.0, gt=0.0)
     save_steps: int = Field(default=2, ge=1)
+    save_total_limit: int | None = _save_total_limit_field()
     bf16: bool = False
     gradient_checkpointing: bool = False
     use_vllm: bool = False
@@ -304,22 +331,26 @@ def load_config(
 ) -> AtlasConfig:
     """Preset <- params.yaml sections <- overrides, validated. `preset` (or `--set preset=...`) beats params.yaml's."""
     params: dict[str, Any] = {}
-    if params_path is not None and Path(params_path).exists():
+    if params_path is not None:
+        if not Path(params_path).is_file():
+            raise ConfigError(
+                f"params file not found: {params_path} (run from the project root, or pass --params FILE)"
+            )
         params = read_yaml(Path(params_path))
     overrides = list(overrides or [])
     for item in overrides:
         parts, value = parse_override(item)
         if parts == ["preset"]:
             preset = str(value)
-    name = preset or params.get("preset") or "tiny"
+    name = str(preset or params.get("preset") or "tiny")
     if name != params.get("preset", name) and is_complete(params):
         log.info("preset '%s' asked for: the sections of %s (resolved from '%s') do not apply", name, params_path,
                  params.get("preset"))  # fmt: skip
         params = {}
-    preset_file = Path(presets_dir) / f"{name}.yaml"
-    if not preset_file.exists():
+    if name not in available_presets(Path(presets_dir)):  # a name, never a path: nothing outside presets_dir loads
         choices = ", ".join(available_presets(Path(presets_dir))) or "none found"
         raise ConfigError(f"unknown preset '{name}' (valid presets: {choices}; files live in {presets_dir}/)")
+    preset_file = Path(presets_dir) / f"{name}.yaml"
     merged = read_yaml(preset_file)
     check_keys(merged, AtlasConfig, "", str(preset_file))
     layer = {k: v for k, v in params.items() if k != "preset"}

@@ -46,7 +46,8 @@ def _launch(args: argparse.Namespace, stage: str) -> tuple[int | None, str]:
         (
             "sft",
             ["--launcher", "accelerate", "--num-processes", "4", "--dry-run"],
-            "accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 -m atlas.cli sft "
+            "accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 --mixed_precision no "
+            "-m atlas.cli sft "
             "--params params.yaml",
         ),
         (
@@ -63,7 +64,8 @@ def _launch(args: argparse.Namespace, stage: str) -> tuple[int | None, str]:
                 "grpo.beta=0.0",
                 "--dry-run",
             ],
-            "accelerate launch --config_file configs/accelerate/zero3.yaml --num_processes 8 -m atlas.cli grpo "
+            "accelerate launch --config_file configs/accelerate/zero3.yaml --num_processes 8 --mixed_precision no "
+            "-m atlas.cli grpo "
             "--params params.yaml --preset tiny --set grpo.max_steps=2 --set grpo.beta=0.0",
         ),
     ],

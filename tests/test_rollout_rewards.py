@@ -14,7 +14,7 @@ class FixedRollout:
     def __init__(self, outcomes: list[dict]):
         self._outcomes = outcomes
 
-    def outcomes(self, completions, ids):
+    def outcomes(self, completions, ids, trainer_state=None):
         assert len(completions) == len(ids) == len(self._outcomes)
         return self._outcomes
 

@@ -34,7 +34,9 @@ def test_sft_config_carries_the_section_and_the_pipeline_settings(project, tmp_p
         "disable_tqdm": False,
     }
     assert {k: getattr(args, k) for k in expected} == expected
-    assert str(args.lr_scheduler_type.value) == "cosine" and str(args.save_strategy.value) == "no"
+    assert str(args.lr_scheduler_type.value) == "cosine" and str(args.save_strategy.value) == "steps"
+    # resumable checkpoints; the project rotates them itself (KeepCheckpoints), TRL's rotation stays off
+    assert args.save_steps == cfg.sft.save_steps and args.save_total_limit is None
 
 
 def test_grpo_config_takes_the_completion_length_and_reward_weights(project, tmp_path):

@@ -29,7 +29,8 @@ TEACHER_CHECKPOINTS = {"sft": SFT_CHECKPOINT, "grpo": GRPO_CHECKPOINT}
 REPORTS_DIR = Path("reports")
 VALIDATION_REPORT = REPORTS_DIR / "validation.json"
 QUARANTINE = REPORTS_DIR / "quarantine.jsonl"
-DATASET_CARD = REPORTS_DIR / "dataset_card.json"
+# The dataset card lives with the data it describes, so validate swaps both in as one folder.
+DATASET_CARD = PROCESSED_DIR / "dataset_card.json"
 PROBE_METRICS = REPORTS_DIR / "probe.json"
 SFT_METRICS = REPORTS_DIR / "sft.json"
 GRPO_METRICS = REPORTS_DIR / "grpo.json"
@@ -38,4 +39,41 @@ EVAL_OUTCOMES = REPORTS_DIR / "eval_outcomes.jsonl"
 EVAL_SUMMARY = REPORTS_DIR / "eval_summary.md"
 GATE_REPORT = REPORTS_DIR / "gate.json"
 STATE_DIR = Path(".atlas")
-SFT_WORK = STATE_DIR / "sft_work"
+SFT_WORK = Path("data/work/sft")
+LOCKS_DIR = STATE_DIR / "locks"
+INCOMING_REJECTED = "rejected"  # a folder inside data.incoming_dir: rejected drops and their reports (.dvcignore'd)
+
+# Which stage writes each pipeline file or folder: a missing input names the command that makes it.
+PRODUCED_BY: dict[Path, str] = {
+    CONFIG_DIR: "config",
+    MODELS_DIR: "models",
+    RECORDS: "ingest",
+    PROCESSED_DIR: "validate",
+    PROBE_DIR: "probe",
+    SFT_CHECKPOINT: "sft",
+    SFT_METRICS: "sft",
+    GRPO_CHECKPOINT: "grpo",
+    GRPO_METRICS: "grpo",
+    EVAL_METRICS: "evaluate",
+    EVAL_OUTCOMES: "evaluate",
+    GATE_REPORT: "gate",
+}
+
+
+def made_by(path: Path | str) -> str | None:
+    """The stage that writes `path` (or the folder it lives in), if it is a pipeline file."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate in PRODUCED_BY:
+            return PRODUCED_BY[candidate]
+    return None
+
+
+def missing_hint(path: Path | str) -> str:
+    """`: run `atlas <stage>` (or `dvc repro <stage>`) first` for a pipeline file, else ''."""
+    stage = made_by(path)
+    if stage is None:
+        return ""
+    if stage == "gate":
+        return ": run `atlas gate` first"
+    return f": run `atlas {stage}` (or `dvc repro {stage}`) first"

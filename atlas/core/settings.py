@@ -26,12 +26,44 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def read_yaml(path: Path | str) -> dict[str, Any]:
-    """A YAML file whose top level is a mapping; anything else is a `ConfigError` naming the file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error (PyYAML keeps the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            if not isinstance(key, str | int | float | bool):
+                continue  # an unusual key (a list, a merge): PyYAML's own rules apply
+            if key in first:
+                where = f"{self.name}: line {line}"
+                raise ConfigError(f"{where}: duplicate key '{key}' (first at line {first[key]}): keep one of them")
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str, origin: str) -> Any:
+    """Parse YAML (safe types only), refusing duplicate keys; errors are `ConfigError`s naming `origin`."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = origin
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{origin}: not valid YAML ({' '.join(str(exc).split())})") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (no key twice in one mapping); anything else is a `ConfigError`
+    naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    data = load_yaml_text(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

@@ -63,6 +63,29 @@ def classify_source(spec: str) -> str:
     return "hub"
 
 
+def parse_jsonl(data: bytes, origin: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """(rows with their 1-based line numbers, (line, problem) per bad line: non-UTF-8 bytes, invalid JSON)."""
+    rows, problems = [], []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = f"{origin}: line {number}"
+            problems.append(
+                (number, f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+            )
+            continue
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            problems.append((number, f"{origin}: line {number}: invalid JSON ({exc.msg} at column {exc.colno})"))
+    return rows, problems
+
+
 def read_jsonl_rows(path: Path, origin: str | None = None) -> list[tuple[int, Any]]:
     """Rows of a JSON-lines file; every bad line (non-UTF-8, invalid JSON) is reported before raising."""
     origin = origin or str(path)
@@ -71,25 +94,9 @@ def read_jsonl_rows(path: Path, origin: str | None = None) -> list[tuple[int, An
     data = path.read_bytes()
     if not data.strip():
         raise InputError(f"{origin}: file is empty")
-    rows, problems = [], []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(
-                f"{origin}: line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
-            )
-            continue
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            problems.append(f"{origin}: line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
+    rows, problems = parse_jsonl(data, origin)
     if problems:
-        raise InputError(format_problems(problems))
+        raise InputError(format_problems([message for _, message in problems]))
     if not rows:
         raise InputError(f"{origin}: file is empty")
     return rows
@@ -128,14 +135,6 @@ def load_local_dir(directory: Path, source: str = "local") -> list[RawTable]:
         expected = " or ".join(HUB_FILES)
         raise InputError(f"{directory}: no data files (expected {expected}, or .jsonl/.parquet files)")
     return [read_table(path, source) for path in files]
-
-
-def load_incoming(directory: Path) -> list[RawTable]:
-    """Rows dropped into the incoming directory (*.jsonl, any accepted schema); nothing if it does not exist."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    return [read_table(path, "incoming") for path in sorted(directory.glob("*.jsonl"))]
 
 
 def _offline() -> bool:

@@ -291,8 +291,14 @@ def generate(n: int, seed: int, kinds: list[str], difficulty: float) -> list[dic
             draft = _BUILDERS[kind](rng, difficulty)
             if loose_problem_key(draft.problem) not in seen and _acceptable(draft):
                 break
-        else:
-            raise ValueError(f"synthetic: cannot make {n} distinct '{kind}' problems at difficulty {difficulty}")
+        else:  # records are a prefix-stable sequence: the ones made so far are all this setting can make
+            from atlas.core.errors import ConfigError
+
+            raise ConfigError(
+                f"data.synthetic.n={n} is more than the generator can make with kinds {list(kinds)} at difficulty "
+                f"{difficulty} (seed {seed}): at most {len(records)} distinct problems (it ran out of new '{kind}' "
+                "problems); lower data.synthetic.n, add kinds or raise data.synthetic.difficulty"
+            )
         seen.add(loose_problem_key(draft.problem))
         mistaken = rng.random() < 0.3 + 0.4 * difficulty
         record = make_record(

@@ -15,7 +15,8 @@ import logging
 from pathlib import Path
 
 from atlas.config import ModelSpec
-from atlas.core.errors import AtlasError
+from atlas.core import paths
+from atlas.core.errors import AtlasError, ConfigError
 from atlas.core.io import replace_dir
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def resolve_model(path: Path | str) -> tuple[str, str | None]:
         data = json.loads(pointer.read_text(encoding="utf-8"))
         return data["source"], data.get("revision")
     if not (path / "config.json").exists():
-        raise AtlasError(f"{path} holds no model: run `atlas models` (or `dvc repro models`) first")
+        raise AtlasError(f"{path} holds no model{paths.missing_hint(path) or ': run `atlas models` first'}")
     return str(path), None
 
 
@@ -184,7 +185,10 @@ def pretrained_tokenizer(source: str, revision: str | None = None, trust_remote_
     """The tokenizer of a folder or hub id, with a pad token (the eos token when it has none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _unloadable(source, "tokenizer", exc) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -200,18 +204,36 @@ def pretrained_causal_lm(
     """The causal LM of a folder or hub id, in `dtype`, on `device` (`auto`: CUDA when there is one)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        source, revision=revision, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
-    )
-    return model.to(resolve_device(device))
+    device = resolve_device(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=revision, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:  # a damaged or truncated checkpoint raises many types (safetensors, json, torch, OS)
+        raise _unloadable(source, "model", exc) from None
+    return model.to(device)
+
+
+def _unloadable(source: str, what: str, exc: BaseException) -> AtlasError:
+    detail = " ".join((str(exc).splitlines() or [type(exc).__name__])[0].split())[:200]
+    hint = paths.missing_hint(source).replace(" first", " again")
+    return AtlasError(f"{source}: cannot load the {what} ({type(exc).__name__}: {detail}): damaged or incomplete{hint}")
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
+    """`cpu` or `cuda` (`auto`: CUDA when there is a device). `cuda` without a usable CUDA device is refused here,
+    before any model loads, with the fix (torch's own error comes later, as a traceback)."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ConfigError(
+            f"models.device is 'cuda' but torch {torch.__version__} ({build}) sees no CUDA device: "
+            "set models.device: cpu (or auto), or install a CUDA build of torch on a GPU machine"
+        )
+    return device
 
 
 def setup_torch(num_threads: int, seed: int) -> None:

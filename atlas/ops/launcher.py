@@ -3,6 +3,8 @@
 `atlas sft --launcher accelerate --num-processes 8` re-runs the same command as `accelerate launch ... -m atlas.cli
 sft --params ... --preset ... --set ...`: each child process runs the stage in-process (the launcher flags are not
 passed on), so the configuration the children see is exactly the parent's. `--dry-run` prints the command instead.
+The mixed precision comes from the stage's own `bf16` setting (`--mixed_precision bf16|no`), never from the
+accelerate config file: a run configured for fp32 is never launched in bf16.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ class LauncherError(AtlasError):
     """A launcher option that cannot work; the message says which and how to fix it."""
 
 
-def accelerate_command(stage: str, *, config_file: str, num_processes: int, extra_args: list[str]) -> list[str]:
-    """`accelerate launch --config_file F --num_processes N -m atlas.cli <stage> <extra_args...>`."""
+def accelerate_command(
+    stage: str, *, config_file: str, num_processes: int, extra_args: list[str], mixed_precision: str | None = None
+) -> list[str]:
+    """`accelerate launch --config_file F --num_processes N [--mixed_precision P] -m atlas.cli <stage> <args...>`."""
     if not Path(config_file).is_file():
         raise LauncherError(
             f"accelerate config file not found: {config_file} "
@@ -46,6 +50,7 @@ def accelerate_command(stage: str, *, config_file: str, num_processes: int, extr
         str(config_file),
         "--num_processes",
         str(num_processes),
+        *(["--mixed_precision", mixed_precision] if mixed_precision else []),
         "-m",
         "atlas.cli",
         stage,
@@ -104,12 +109,16 @@ def maybe_launch(args: argparse.Namespace, stage: str) -> int | None:
         return 0
     from atlas.config import load_config
 
-    load_config(args.params, overrides=args.set, preset=args.preset)  # fail once, here, not in N processes
+    cfg = load_config(args.params, overrides=args.set, preset=args.preset)  # fail once, here, not in N processes
+    section = getattr(cfg, stage, None)
+    mixed_precision = ("bf16" if section.bf16 else "no") if hasattr(section, "bf16") else None
     config_file = args.accelerate_config
     if not Path(config_file).is_file():
         accelerate_command(stage, config_file=config_file, num_processes=1, extra_args=[])  # raises the clear error
     num = args.num_processes if args.num_processes is not None else _config_num_processes(config_file)
-    command = accelerate_command(stage, config_file=config_file, num_processes=num, extra_args=child_args)
+    command = accelerate_command(
+        stage, config_file=config_file, num_processes=num, extra_args=child_args, mixed_precision=mixed_precision
+    )
     if args.dry_run:
         print(shlex.join(command))
         return 0

@@ -18,7 +18,18 @@ log = logging.getLogger(__name__)
 
 def _pipeline_run(client, experiment: str, run_id: str | None):
     if run_id:
-        return client.get_run(run_id)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise AtlasError(
+                f"no MLflow run with id '{run_id}' in {tracking.tracking_uri()}: `atlas results` without --run-id "
+                "shows the latest finished pipeline run"
+            ) from None
+        if run.info.experiment_id != experiment or run.data.tags.get(tracking.PIPELINE_TAG) != "true":
+            raise AtlasError(f"MLflow run '{run_id}' is not a pipeline run of this experiment: pass a pipeline run id")
+        return run
     runs = client.search_runs(
         [experiment],
         f"tags.`{tracking.PIPELINE_TAG}` = 'true' and attributes.status = 'FINISHED'",

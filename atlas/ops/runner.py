@@ -1,6 +1,10 @@
 """Running a stage inside its MLflow run: the run (nested under the pipeline's parent run when there is one), the
 configuration as params, then what the stage returned as metrics and the files it wrote as artifacts. The CLI (and so
 `dvc.yaml`) runs every stage through `run_stage`; the stages themselves know nothing of MLflow runs.
+
+Before a stage does any work: it takes the stage's lock (one `atlas <stage>` at a time in a project: a second one
+stops with one line instead of touching the first one's work folder), its inputs must exist (a missing one names
+the stage that makes it), the configured device must be usable, and the MLflow store must answer (`tracking`).
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atlas.config import AtlasConfig, config_to_flat_dict
-from atlas.core import paths
-from atlas.core.errors import AtlasError
+from atlas.core import locks, paths
+from atlas.core.errors import AtlasError, InputError
 from atlas.core.io import read_json
 from atlas.ops import tracking
 from atlas.stages import STAGES, evaluate, grpo, ingest, models, probe, sft, validate
@@ -36,9 +40,63 @@ def run_stage(cfg: AtlasConfig, name: str, **options) -> dict:
         raise AtlasError(f"unknown stage '{name}' (stages: {', '.join(STAGES)})")
     if name == "config":
         return MODULES[name].run(cfg, **options)
+    with stage_lock(name):
+        return _run_tracked(cfg, name, **options)
+
+
+def stage_lock(name: str):
+    """The lock of stage `name` (held by the main process; the workers of an `accelerate launch` run share it)."""
+    from contextlib import nullcontext
+
+    if not tracking.is_main_process():
+        return nullcontext()
+    return locks.hold(paths.LOCKS_DIR / f"{name}.lock", f"`atlas {name}`")
+
+
+def required_inputs(cfg: AtlasConfig, name: str) -> list[Path]:
+    """The files and folders stage `name` reads that earlier stages write."""
+    student, teacher = paths.MODELS_DIR / "student", paths.MODELS_DIR / "teacher"
+    teachers = [paths.TEACHER_CHECKPOINTS[t] for t in cfg.evaluation.teachers if t in paths.TEACHER_CHECKPOINTS]
+    sft = [teacher]
+    if cfg.sft.enabled:
+        sft.append(paths.SFT_DATA)
+        if cfg.sft.use_student_probe or cfg.sft.adaptive_targets:
+            sft.append(paths.PROBES)
+    needs = {
+        "validate": [paths.RECORDS],
+        "probe": [paths.TRAIN, paths.EVAL, student],
+        "sft": sft,
+        "grpo": [paths.PROBES, paths.SFT_CHECKPOINT, student],
+        "evaluate": [paths.PROBES, student, *teachers],
+    }
+    return needs.get(name, [])
+
+
+def preflight(cfg: AtlasConfig, name: str) -> None:
+    """Fail in one line, before any work: a TRL argument the pinned TRL does not have, a device that cannot be
+    used, an input that is missing (naming the stage that makes it)."""
+    if name in ("sft", "grpo"):
+        from atlas.training.configs import check_stage_args
+
+        check_stage_args(cfg, name)
+    local_student = not cfg.models.student_endpoint.base_url
+    if name in ("sft", "grpo", "evaluate") or (name == "probe" and local_student):  # stages that load a model here
+        from atlas.llm.models import resolve_device
+
+        resolve_device(cfg.models.device)
+    missing = [p for p in required_inputs(cfg, name) if not p.exists() or (p.is_dir() and not any(p.iterdir()))]
+    if missing:
+        makers = sorted({paths.made_by(p) for p in missing if paths.made_by(p)}, key=STAGES.index)
+        listed = ", ".join(f"{p} (made by `atlas {paths.made_by(p)}`)" for p in missing)
+        run = ", ".join(f"`atlas {m}`" for m in makers)
+        raise InputError(f"`atlas {name}` needs {listed}: run {run} first (or `dvc repro {name}`)")
+
+
+def _run_tracked(cfg: AtlasConfig, name: str, **options) -> dict:
+    preflight(cfg, name)
     tags = {"atlas.source": options.get("source") or cfg.data.source} if name == "ingest" else None
     check_upstream_config(cfg, name)
-    preflight(cfg, name)
+    open_judges(cfg, name)
     with tracking.stage_run(cfg, name, tags=tags):
         try:
             summary = MODULES[name].run(cfg, **options)
@@ -103,7 +161,7 @@ def check_upstream_config(cfg: AtlasConfig, stage: str) -> None:
         raise AtlasError("\n".join(problems))
 
 
-def preflight(cfg: AtlasConfig, name: str) -> None:
+def open_judges(cfg: AtlasConfig, name: str) -> None:
     """What a stage can check before it does any work: a stage that calls RIM loads its configuration (a bad RIM
     config fails now, not after the generation) and opens its judge cache (a corrupt cache file is moved aside now,
     with a warning naming it, instead of ending the stage in a traceback after all its work)."""
@@ -123,6 +181,12 @@ def _metrics(prefix: str, drop: tuple[str, ...] = ()) -> Callable[[AtlasConfig, 
         tracking.log_metrics({k: v for k, v in summary.items() if k not in drop}, prefix=prefix)
 
     return log_summary
+
+
+def _log_ingest(cfg: AtlasConfig, summary: dict) -> None:
+    tracking.log_metrics({k: v for k, v in summary.items() if k != "content_hash"}, prefix="ingest")
+    for report in summary.get("rejected_reports", []):  # why a drop was set aside, next to the run that did it
+        tracking.log_artifact(report, "data/rejected")
 
 
 def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
@@ -176,7 +240,7 @@ def _log_training_curves(cfg: AtlasConfig) -> None:
 # What each tracked stage logs from its summary.
 LOGGERS: dict[str, Callable[[AtlasConfig, dict], None]] = {
     "models": lambda cfg, summary: None,
-    "ingest": _metrics("ingest", drop=("content_hash",)),
+    "ingest": _log_ingest,
     "validate": _metrics("validate"),
     "probe": _metrics("probe"),
     "sft": _metrics("sft_summary"),

@@ -8,6 +8,10 @@ in `ATLAS_PARENT_RUN_ID`; a stage run outside a pipeline (a bare `dvc repro`) is
 Every run is tagged with the process that owns it (pid, its start time, host). A run still RUNNING whose process
 is gone (killed, even with SIGKILL) is marked KILLED when the next pipeline or stage run starts
 (`close_dead_runs`), so the MLflow UI never shows a dead run as running.
+
+The store is checked once per process before the first MLflow call (`check_store`): a tracking server that refuses
+the connection or never answers fails the command in seconds with one line, before the stage does any work (MLflow's
+own client retries for minutes first).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from atlas.config import AtlasConfig, config_to_flat_dict
 from atlas.core import process
+from atlas.core.errors import AtlasError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,9 @@ PARENT_ENV = "ATLAS_PARENT_RUN_ID"
 STAGE_TAG = "atlas.stage"
 PIPELINE_TAG = "atlas.pipeline"
 OWNER_TAGS = ("atlas.pid", "atlas.pid_start", "atlas.host")
+STORE_CONNECT_TIMEOUT = 3.0  # seconds to connect to a tracking server
+STORE_ANSWER_TIMEOUT = 5.0  # seconds for it to answer its health check
+_CHECKED: set[str] = set()
 
 
 def tracking_uri() -> str:
@@ -49,13 +58,54 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _shown(uri: str) -> str:
+    """The URI without credentials."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host)
+    return urlunsplit(parts)
+
+
+def check_store(uri: str | None = None) -> None:
+    """Fail fast, in one line, when the tracking store cannot be used: a server that refuses the connection or does
+    not answer its health check within seconds, or a sqlite store in a folder that cannot be written."""
+    uri = uri or tracking_uri()
+    if uri in _CHECKED:
+        return
+    fix = "start it (`make ui` for the local one), or point MLFLOW_TRACKING_URI at a running server (unset it for "
+    fix += "the project's sqlite store)"
+    if uri.startswith(("http://", "https://")):
+        import httpx
+
+        timeout = httpx.Timeout(STORE_ANSWER_TIMEOUT, connect=STORE_CONNECT_TIMEOUT)
+        try:
+            status = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout).status_code
+        except httpx.TimeoutException:
+            raise AtlasError(
+                f"MLflow tracking server {_shown(uri)} did not answer within {STORE_ANSWER_TIMEOUT:g} s: {fix}"
+            ) from None
+        except httpx.HTTPError as exc:
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise AtlasError(f"MLflow tracking server {_shown(uri)} is not reachable ({reason}): {fix}") from None
+        if status not in (200, 401, 403):
+            raise AtlasError(f"{_shown(uri)}/health answered HTTP {status}: is MLFLOW_TRACKING_URI an MLflow server?")
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise AtlasError(f"MLflow store {uri}: the folder {folder} does not exist or is not writable")
+    _CHECKED.add(uri)
+
+
 def get_mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = tracking_uri()
+    check_store(uri)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(uri)
     return mlflow
 
 

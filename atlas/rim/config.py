@@ -113,6 +113,13 @@ class RIMConfig(_Strict):
     focus_prompt: str | None = None
     aggregation: AggregationSettings = Field(default_factory=AggregationSettings)
     max_concurrency: int = Field(default=8, ge=1, le=256)
+    batch_deadline_seconds: float | None = Field(
+        default=600.0,
+        gt=0.0,
+        description="wall-clock limit of one GRPO reward call: rows not scored by then are None (counted as"
+        " `deadline_unscored`), so a hanging judge cannot stall training; null = no limit (evaluation and"
+        " `rim score` are never cut short)",
+    )
     max_field_chars: int = Field(default=6000, ge=200)
     cache: CacheSettings = Field(default_factory=CacheSettings)
 

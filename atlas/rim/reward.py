@@ -58,6 +58,13 @@ def batch_metrics(results: Sequence[RowResult], usage: Usage, judges: Sequence[s
     return metrics
 
 
+def _late(judge: str, error: str) -> JudgeResult:
+    return JudgeResult(
+        judge=judge, score=None, uncertainty=None, rationale="", principles=[], samples=[], escalated=False,
+        escalation_reasons=[], source="none", error=error,
+    )  # fmt: skip
+
+
 class RIMReward:
     """The RIM reward. Pass a `RIMConfig`, or a config path (+ overrides); tests may inject `backends`
     (`{"small": Backend, "large": Backend}`). TRL logs it as `rewards/rim`."""
@@ -119,19 +126,37 @@ class RIMReward:
 
     # ------------------------------------------------------------------ batch scoring
 
-    async def score_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[RowResult]:
+    async def score_rows(self, rows: Sequence[Mapping[str, Any]], deadline: float | None = None) -> list[RowResult]:
+        """Every row scored by every enabled judge. With a `deadline` (seconds), the judges still running then are
+        cancelled and their rows get `score=None` with the reason (counted as `deadline_unscored`)."""
         names = self.config.enabled_judges()
         specs = [get_judge(name, self.config) for name in names]
         async with self.runtime() as runtime:
-            outcomes = await asyncio.gather(*(run_judge(spec, row, runtime) for row in rows for spec in specs))
-        results = []
+            tasks = [asyncio.ensure_future(run_judge(spec, row, runtime)) for row in rows for spec in specs]
+            done, late = await asyncio.wait(tasks, timeout=deadline) if tasks else (set(), set())
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        outcomes = [None if task in late else task.result() for task in tasks]
+        results, unscored = [], 0
         for i, row in enumerate(rows):
-            judged: dict[str, JudgeResult] = dict(
-                zip(names, outcomes[i * len(specs) : (i + 1) * len(specs)], strict=True)
-            )
+            row_outcomes = outcomes[i * len(specs) : (i + 1) * len(specs)]
+            if any(o is None for o in row_outcomes):  # the deadline passed before every judge of the row finished
+                unscored += 1
+                error = f"not scored within rim.batch_deadline_seconds={deadline:g}"
+                judged = {n: o or _late(n, error) for n, o in zip(names, row_outcomes, strict=True)}
+                results.append(RowResult(score=None, judges=judged, error=error, inputs=dict(row)))
+                continue
+            judged: dict[str, JudgeResult] = dict(zip(names, row_outcomes, strict=True))
             score, error = combine(judged, self.config)
             results.append(RowResult(score=score, judges=judged, error=error, inputs=dict(row)))
+        if unscored:
+            logger.warning(
+                "RIM: %d of %d rows not scored within the batch deadline of %g s (their reward is None)",
+                unscored, len(rows), deadline,
+            )  # fmt: skip
         self._remember(results, runtime.usage, names)
+        self.last_metrics["deadline_unscored"] = float(unscored)
         return results
 
     def _remember(self, results: list[RowResult], usage: Usage, names: Sequence[str]) -> None:
@@ -146,9 +171,11 @@ class RIMReward:
                     break
 
     async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        """TRL reward: one float (or None = could not score) per completion. Columns arrive as kwargs."""
+        """TRL reward: one float (or None = could not score) per completion. Columns arrive as kwargs. The batch
+        ends after `rim.batch_deadline_seconds`, so a judge endpoint that hangs cannot stall training (evaluation and
+        `rim score` have no such deadline: their rows are all scored, within each call's own timeout and retries)."""
         rows = rows_from_columns(prompts, completions, kwargs)
-        results = await self.score_rows(rows)
+        results = await self.score_rows(rows, deadline=self.config.batch_deadline_seconds)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
             for name, value in self.last_metrics.items():

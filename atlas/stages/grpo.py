@@ -6,9 +6,9 @@ student's cached probe).
 On-policy by construction: TRL samples from the current policy each step, and the prompt the loss is taken under is
 the exact rendered teacher prompt that produced the sample (the published trainer used another prompt there).
 Rewards (`atlas.training.rollout`): the non-degradation teaching reward, the dense likelihood reward and RIM,
-weighted by `reward.*_weight`. Checkpoints land in `data/work/grpo/`; a run that is killed resumes from its last
-checkpoint when the inputs and the configuration are unchanged (a fingerprint guards against resuming someone else's
-run).
+weighted by `reward.*_weight`. Checkpoints land in `data/work/grpo/` (the newest `grpo.save_total_limit` are kept);
+a run that is killed resumes from its last complete checkpoint when the inputs and the configuration are unchanged (a
+fingerprint guards against resuming someone else's run) and ends with the weights of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from atlas.training.callbacks import MlflowMetricsCallback
+    from atlas.training.callbacks import KeepCheckpoints, MlflowMetricsCallback
     from atlas.training.configs import grpo_config
 
     return GRPOTrainer(
@@ -132,5 +132,5 @@ def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device
         args=grpo_config(cfg, work_dir, device, weights),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[MlflowMetricsCallback(prefix="grpo")],
+        callbacks=[MlflowMetricsCallback(prefix="grpo"), KeepCheckpoints(cfg.grpo.save_total_limit)],
     )

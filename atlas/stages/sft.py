@@ -3,7 +3,8 @@
 The teacher learns to answer the teacher prompt (question + the student's probe) with
 `<thinking>diagnosis</thinking><teaching>guidance</teaching>`, in exactly the prompt format GRPO then samples from.
 TRL's `SFTTrainer` with its own `SFTConfig` (`atlas.training.configs`), loss on the completion only (TRL's
-prompt-completion format); optional LoRA (PEFT's `LoraConfig`), merged before saving.
+prompt-completion format); optional LoRA (PEFT's `LoraConfig`), merged before saving. Checkpoints every
+`sft.save_steps` in `data/work/sft/`: a killed run resumes from its last complete one, as GRPO does.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def build_sft_rows(
 def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_dir: Path = paths.SFT_CHECKPOINT):
     """Train and save the SFT teacher; returns the metrics dict (also written to reports/sft.json)."""
     from atlas.llm.models import load_causal_lm, load_tokenizer, resolve_device, save_model, setup_torch
-    from atlas.training.checkpoints import snapshot, weight_change
+    from atlas.training.checkpoints import last_checkpoint, snapshot, weight_change
     from atlas.training.configs import check_stage_args
     from atlas.training.trl_compat import score_completions_only
 
@@ -133,10 +134,13 @@ def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_
     rows = build_sft_rows(read_jsonl(paths.SFT_DATA), tokenizer, probes, cfg)
     if not rows:
         raise AtlasError(f"{paths.SFT_DATA} has no rows with teaching text: SFT needs demonstrations")
+    resume = last_checkpoint(paths.SFT_WORK, fingerprint(cfg, Path(teacher_dir), rows))
+    if resume:
+        log.info("resuming SFT from %s", resume)
     before = snapshot(model)
     trainer = _trainer(cfg, model, tokenizer, rows, device)
     with score_completions_only(device):
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=resume)
     if not trainer.accelerator.is_main_process:
         return {}  # under `accelerate launch` rank 0 saves and reports
     model = trainer.model
@@ -150,6 +154,7 @@ def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_
     metrics = {
         "enabled": True,
         "steps": trainer.state.global_step,
+        "resumed_from": Path(resume).name if resume else None,
         "examples": len(rows),
         "no_guidance_targets": sum(r["completion"].endswith("<teaching></teaching>") for r in rows),
         "train_loss": float(result.training_loss),
@@ -162,11 +167,22 @@ def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_
     return metrics
 
 
+def fingerprint(cfg: AtlasConfig, teacher_dir: Path, rows: list[dict]) -> str:
+    """What defines an SFT run (its checkpoints are resumed only by the same run): the sections it reads, the
+    teacher it starts from and the rows it trains on."""
+    from atlas.llm.models import checkpoint_hash
+    from atlas.training import checkpoints
+
+    return checkpoints.fingerprint(
+        {"config": cfg.model_dump(include={"sft", "models"}), "policy": checkpoint_hash(teacher_dir), "rows": rows}
+    )
+
+
 def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str):
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from atlas.training.callbacks import MlflowMetricsCallback
+    from atlas.training.callbacks import KeepCheckpoints, MlflowMetricsCallback
     from atlas.training.configs import lora_config, sft_config
 
     return SFTTrainer(
@@ -175,5 +191,5 @@ def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str):
         train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]),
         processing_class=tokenizer,
         peft_config=lora_config(cfg.sft.lora),
-        callbacks=[MlflowMetricsCallback(prefix="sft")],
+        callbacks=[MlflowMetricsCallback(prefix="sft"), KeepCheckpoints(cfg.sft.save_total_limit)],
     )

@@ -1,9 +1,10 @@
 """Stage `validate`: Great Expectations suite, quarantine, train/eval split, dataset card.
 
 The suite runs over the ingested records; bad ones are quarantined with reasons; the rest are split by hash and
-capped, and written with their dataset card (`data/processed/{train,eval,sft}.jsonl`,
-`reports/{validation,dataset_card}.json`, `reports/quarantine.jsonl`). Too many bad records stop it with one line per
-problem and leave the previous processed data untouched."""
+capped (`data.max_train`, `max_eval`, `max_sft`), and written with their dataset card as one folder
+(`data/processed/{train,eval,sft}.jsonl` and `dataset_card.json`, swapped in as one unit: a kill at any moment leaves
+the old set or the new one, each matching its card), then `reports/validation.json` and `reports/quarantine.jsonl`.
+Too many bad records stop it with one line per problem and leave the previous processed data untouched."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from atlas.config import AtlasConfig
 from atlas.core import paths
 from atlas.core.errors import InputError
-from atlas.core.io import atomic_write_text, write_json
+from atlas.core.io import atomic_write_text, replace_dir, write_json
 from atlas.data import sources
 from atlas.data.card import build_card
 from atlas.data.schema import RECORD_KEYS, record_line
@@ -36,12 +37,16 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 def _write_processed(outputs: dict[Path, list[dict[str, Any]]], card_settings: dict[str, Any]) -> None:
+    """The processed files and their card, written into a fresh folder that then replaces data/processed at once."""
     texts = {path: "".join(record_line(r) for r in rows) for path, rows in outputs.items()}
     names = {paths.TRAIN: "train", paths.EVAL: "eval", paths.SFT_DATA: "sft"}
     card = build_card({names[p]: (str(p), outputs[p], texts[p]) for p in outputs}, card_settings)
-    for path, text in texts.items():
-        atomic_write_text(path, text)
-    write_json(paths.DATASET_CARD, card)
+    with replace_dir(paths.PROCESSED_DIR) as staging:
+        for path, text in texts.items():
+            (staging / path.relative_to(paths.PROCESSED_DIR)).write_text(text, encoding="utf-8")
+        (staging / paths.DATASET_CARD.relative_to(paths.PROCESSED_DIR)).write_text(
+            json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
 
 def run(cfg: AtlasConfig) -> dict:
@@ -67,13 +72,15 @@ def run(cfg: AtlasConfig) -> dict:
     eval_pool = [r for r in split.eval if r["ground_truth"] is not None]
     train = take_by_hash(train_pool, data.max_train, data.split_salt)
     evals = take_by_hash(eval_pool, data.max_eval, data.split_salt)
-    sft = sorted((r for r in split.train if r["approach"] and r["teaching"]), key=lambda r: r["id"])
+    sft_pool = [r for r in split.train if r["approach"] and r["teaching"]]
+    sft = take_by_hash(sft_pool, data.max_sft, data.split_salt)
     counts = {
         "train": len(train),
         "eval": len(evals),
         "sft": len(sft),
         "train_before_cap": len(train_pool),
         "eval_before_cap": len(eval_pool),
+        "sft_before_cap": len(sft_pool),
         "eval_dropped_as_duplicates_of_train": len(split.contaminated),
     }
     report = build_report(outcome, len(records), data.max_bad_fraction, counts)
@@ -88,7 +95,7 @@ def run(cfg: AtlasConfig) -> dict:
     for name in ("train", "eval"):
         if not counts[name]:
             log.warning("the %s split is empty after validation", name)
-    settings = {k: getattr(data, k) for k in ("split_salt", "eval_fraction", "max_train", "max_eval")}
+    settings = {k: getattr(data, k) for k in ("split_salt", "eval_fraction", "max_train", "max_eval", "max_sft")}
     _write_processed({paths.TRAIN: train, paths.EVAL: evals, paths.SFT_DATA: sft}, settings)
     write_json(paths.VALIDATION_REPORT, report)
     log.info("validated %d records: %d quarantined; %s", len(records), len(quarantine), counts)

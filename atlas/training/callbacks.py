@@ -1,4 +1,5 @@
-"""A Trainer callback that sends every logged number to the active MLflow run (the stage's run), with the step.
+"""Trainer callbacks of the training stages: every logged number to the active MLflow run (the stage's run), with the
+step, and the completion marker and rotation of checkpoints (`KeepCheckpoints`, see `atlas.training.checkpoints`).
 
 We log ourselves instead of `report_to="mlflow"` so the metrics land in the stage's nested run, under names we
 choose, together with the teaching statistics that the GRPO reward functions collect per batch.
@@ -7,6 +8,7 @@ choose, together with the teaching statistics that the GRPO reward functions col
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from transformers import TrainerCallback
 
@@ -31,3 +33,28 @@ class MlflowMetricsCallback(TrainerCallback):
         }
         if numeric:
             mlflow.log_metrics(numeric, step=state.global_step)
+
+
+class KeepCheckpoints(TrainerCallback):
+    """After the trainer wrote a checkpoint (`on_save` runs once it is all on disk): mark it complete, then keep only
+    the newest `keep` complete ones (None keeps all). Used instead of TRL's `save_total_limit`, which deletes old
+    checkpoints before a resumable marker exists. No checkpoint at the last step: the stage saves the trained model
+    itself right after, and a run killed before that redoes the last steps from the newest checkpoint."""
+
+    def __init__(self, keep: int | None):
+        self.keep = keep
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = False
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        from atlas.training.checkpoints import mark_complete, prune
+
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            mark_complete(folder, state.global_step)
+            prune(Path(args.output_dir), self.keep)

@@ -22,7 +22,7 @@ SFT_DEFAULTS: dict[str, Any] = dict(
     lr_scheduler_type="cosine",
     warmup_steps=0,
     logging_steps=1,
-    save_strategy="no",
+    save_strategy="steps",
     dataloader_num_workers=0,
     disable_tqdm=False,
 )
@@ -38,6 +38,7 @@ PIPELINE_ARGS = {
     "max_completion_length": "follows protocol.teacher_max_tokens",
     "reward_weights": "follows reward.*_weight",
     "task_type": "a causal LM",
+    "save_total_limit": "set sft.save_total_limit / grpo.save_total_limit: the project rotates checkpoints itself",
 }
 
 

@@ -37,8 +37,15 @@ class TeachingRollout:
         self.count_tokens = count_tokens
         self._cache: dict[tuple[str, str], dict] = {}
         self._batch = 0
+        self._step: int | None = None  # the trainer's global step of the current batch, when TRL passes it
 
-    def outcomes(self, completions: list[str], ids: list[str]) -> list[dict]:
+    def outcomes(self, completions: list[str], ids: list[str], trainer_state=None) -> list[dict]:
+        """The outcome of each (problem, completion). Under TRL (`trainer_state` given) the student's sampling seed
+        follows the trainer's global step and outcomes are kept for one step only, so a run resumed from a
+        checkpoint samples exactly what the uninterrupted run sampled."""
+        step = getattr(trainer_state, "global_step", None)
+        if step is not None and step != self._step:
+            self._cache, self._step, self._batch = {}, step, 0
         keys = list(zip(ids, completions, strict=True))
         missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
         if missing:
@@ -46,17 +53,24 @@ class TeachingRollout:
             self._run(missing)
         return [self._cache[k] for k in keys]
 
+    def _seed(self) -> int:
+        """The student's sampling seed of the next batch: by global step (and batch within it) under TRL, else by
+        batch count. The first batch of step s gets the seed the batch count gave it before (s + 1)."""
+        self._batch += 1
+        if self._step is None:
+            return self.cfg.protocol.seed + 7919 * self._batch
+        return self.cfg.protocol.seed + 7919 * (self._step + 1) + 104729 * (self._batch - 1)
+
     def _run(self, keys: list[tuple[str, str]]) -> None:
         teachings = [extract_teaching(completion) for _, completion in keys]
         probes = [self.probes[pid] for pid, _ in keys]
-        self._batch += 1
         answers, logps = taught_answers(
             self.cfg.protocol,
             self.student,
             probes,
             teachings,
             k=1,
-            seed=self.cfg.protocol.seed + 7919 * self._batch,
+            seed=self._seed(),
             label="teacher",
             score=bool(self.cfg.reward.likelihood_weight),
         )
@@ -98,8 +112,8 @@ class TeachingReward:
         self.__name__ = "teaching"
         self.rollout, self.reward = rollout, reward
 
-    def __call__(self, prompts, completions, id, log_metric=None, **_) -> list[float]:  # noqa: A002 - column name
-        outs = self.rollout.outcomes(completions, id)
+    def __call__(self, prompts, completions, id, log_metric=None, trainer_state=None, **_) -> list[float]:  # noqa: A002
+        outs = self.rollout.outcomes(completions, id, trainer_state)
         if log_metric is not None:
             for name, value in batch_stats(outs).items():
                 log_metric(name, value)
@@ -132,14 +146,14 @@ class LikelihoodReward:
         self.__name__ = "likelihood"
         self.rollout, self.reward = rollout, reward
 
-    def __call__(self, prompts, completions, id, **_) -> list[float]:  # noqa: A002 - column name
+    def __call__(self, prompts, completions, id, trainer_state=None, **_) -> list[float]:  # noqa: A002 - column name
         r = self.reward
         return [
             r.leak_penalty
             if o["leaked"]
             else (1.0 - o["baseline_accuracy"])
             * likelihood_reward(o["taught_logp"], o["baseline_logp"], clip=r.likelihood_clip)
-            for o in self.rollout.outcomes(completions, id)
+            for o in self.rollout.outcomes(completions, id, trainer_state)
         ]
 
 
@@ -152,10 +166,10 @@ class RolloutRIMReward:
         self.__name__ = "rim"
         self.rollout, self.judge = rollout, judge
 
-    async def __call__(self, prompts, completions, id, log_metric=None, **_) -> list[float | None]:  # noqa: A002
+    async def __call__(self, prompts, completions, id, log_metric=None, trainer_state=None, **_) -> list[float | None]:  # noqa: A002
         from atlas.rim.rows import trajectory_columns
 
-        outs = self.rollout.outcomes(completions, id)
+        outs = self.rollout.outcomes(completions, id, trainer_state)
         probes = [self.rollout.probes[pid] for pid in id]
         columns = trajectory_columns(probes, [o["teaching"] for o in outs], [o["taught_response"] for o in outs])
         scores = await self.judge(prompts, completions, **columns)
