@@ -51,3 +51,4 @@ stop:  ## stop whatever `make serve` / `make ui` started (by PID)
 bench: setup  ## benchmarks that print numbers (recorded in docs/benchmarks.md)
 	$(BIN)/python benchmarks/generation_throughput.py
 	$(BIN)/python benchmarks/rim_concurrency.py
+	$(BIN)/python benchmarks/grpo_step_profile.py --steps 2  # needs the pipeline's SFT checkpoint and probes

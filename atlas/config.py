@@ -54,7 +54,11 @@ class ModelSpec(_Section):
 
     source: str = "tiny"
     revision: str | None = None
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        default="float32",
+        description="auto: bfloat16 where the hardware computes it natively (a CPU with AVX512_BF16 or AMX, a CUDA"
+        " GPU with bf16), else float32; greedy outputs and speed then depend on the machine (recorded with the run)",
+    )
     trust_remote_code: bool = False
     seed: int = 0
 
@@ -90,12 +94,16 @@ class DataSettings(_Section):
     source: str = "synthetic"
     revision: str | None = None
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
-    eval_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
+    eval_fraction: float = Field(default=0.25, gt=0.0, lt=1.0, description="share of problems held out (eval)")
+    dev_fraction: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of the rest carved out as the dev split (tuning, not training)"
+    )
     split_salt: str = "atlas-v1"
     max_bad_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     max_field_chars: int = Field(default=20_000, ge=100)
     # Caps that bound the cost of every stage after ingest (chosen by hash: deterministic; null = no cap).
     max_train: int | None = Field(default=5000, ge=1, description="cap on train problems (probe, GRPO prompts)")
+    max_dev: int | None = Field(default=1000, ge=1, description="cap on dev problems (probe, dev evaluation)")
     max_eval: int | None = Field(default=1000, ge=1, description="cap on held-out problems (probe, evaluation)")
     max_sft: int | None = Field(default=10_000, ge=1, description="cap on SFT demonstrations (what SFT tokenizes)")
     incoming_dir: str = "data/incoming"
@@ -182,8 +190,8 @@ class SFTSettings(_TrainerSection):
     """Supervised fine-tuning of the teacher (trl.SFTConfig fields, plus the targets this project builds)."""
 
     PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"enabled", "lora", "use_student_probe", "adaptive_targets", "solved_threshold", "abstain_rule",
-         "wrong_threshold", "trl_args", "save_total_limit"}
+        {"enabled", "lora", "use_student_probe", "targets", "solved_threshold", "wrong_threshold", "trl_args",
+         "save_total_limit"}
     )  # fmt: skip
 
     enabled: bool = True
@@ -199,13 +207,14 @@ class SFTSettings(_TrainerSection):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     trl_args: dict[str, Any] = _extra_args_field("SFTConfig")
     use_student_probe: bool = True
-    adaptive_targets: bool = False
-    solved_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="baseline accuracy counted as solved")
-    abstain_rule: Literal["solved", "visible"] = Field(
-        default="solved",
-        description="with adaptive_targets: stay silent where the attempt is right (solved), or where attempts that"
-        " look alike (same kind, finished or not) are mostly right on the train split (visible)",
+    targets: Literal["dataset", "solved", "visible", "mixed"] = Field(
+        default="dataset",
+        description="what the teacher learns to write: the dataset's teaching everywhere (dataset); silence where the"
+        " student's attempt is right (solved); silence where attempts that look alike (same kind, finished or not)"
+        " are mostly right on the train split, the hand rule (visible); or both moves in every such situation, so"
+        " GRPO learns when to use which (mixed)",
     )
+    solved_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="baseline accuracy counted as solved")
     wrong_threshold: float = Field(default=0.75, ge=0.0, le=1.0, description="visible rule: teach at this wrong rate")
     seed: int = 0
 
@@ -227,7 +236,7 @@ class GRPOSettings(_TrainerSection):
     """GRPO of the teacher (trl.GRPOConfig fields); the pipeline sets the completion length (from the protocol) and
     the reward weights (from `reward`)."""
 
-    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args", "save_total_limit"})
+    PROJECT_FIELDS: ClassVar[frozenset[str]] = frozenset({"trl_args", "save_total_limit", "dynamic_sampling_rounds"})
 
     max_steps: int = Field(default=3, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -243,6 +252,12 @@ class GRPOSettings(_TrainerSection):
     gradient_checkpointing: bool = False
     use_vllm: bool = False
     seed: int = 0
+    dynamic_sampling_rounds: int = Field(
+        default=0,
+        ge=0,
+        description="dynamic sampling (DAPO): up to this many extra generation rounds per batch replace groups whose"
+        " rewards are all equal by groups of fresh prompts (atlas.training.dynamic); 0 trains on what TRL samples",
+    )
     trl_args: dict[str, Any] = _extra_args_field("GRPOConfig")
 
     @model_validator(mode="after")
@@ -265,9 +280,10 @@ class RIMSettings(_Section):
 
 class EvaluationSettings(_Section):
     k: int = Field(default=2, ge=1)
-    teachers: list[Literal["none", "sft", "grpo"]] = Field(
+    teachers: list[Literal["none", "rule", "sft", "grpo"]] = Field(
         default_factory=lambda: ["none", "sft", "grpo"],
-        description="`none` is the student alone (the noise floor); the champion is re-evaluated by the gate",
+        description="`none` is the student alone (the noise floor); `rule` the hand-rule baseline teacher (stage"
+        " `rule`: SFT with targets: visible); the champion is re-evaluated by the gate",
     )
     bootstrap_samples: int = Field(default=1000, ge=10)
     rim: bool = True

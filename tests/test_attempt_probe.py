@@ -111,7 +111,7 @@ def teacher_tokenizer(tiny):
 def test_sft_targets_judge_the_attempt(project, teacher_tokenizer, baseline_accuracy, thinking, teaching):
     from atlas.stages.sft import build_sft_rows
 
-    cfg = load_config(overrides=["protocol.probe=attempt", "sft.adaptive_targets=true"])
+    cfg = load_config(overrides=["protocol.probe=attempt", "sft.targets=solved"])
     row = {"id": "r", "problem": "Mia has 2 cards and finds 3 more.", "teaching": "Add the two amounts.",
            "diagnosis": "The dataset's own diagnosis.", "approach": "The dataset's approach."}  # fmt: skip
     attempt = "2 + 3 = 6.\n<solution>6</solution>"
@@ -165,7 +165,33 @@ def test_visible_rule_teaches_where_look_alike_attempts_are_mostly_wrong(project
     probes = [_train_probe("add", True, r) for r in (True, True, True, False)]
     probes += [_train_probe("add", False, False)] * 2 + [_train_probe("units", True, r) for r in (False,) * 3 + (True,)]
     rates = wrong_rates(dict(enumerate(probes)))
-    cfg = load_config(overrides=["protocol.probe=attempt", "sft.abstain_rule=visible", "sft.wrong_threshold=0.75"])
+    cfg = load_config(overrides=["protocol.probe=attempt", "sft.targets=visible", "sft.wrong_threshold=0.75"])
     # the verdict depends only on what the teacher sees, not on whether this very attempt was right
     for right in (True, False):
         assert adaptive_target(_train_probe(*group, right), cfg, rates) == (thinking, teaches)
+
+
+def test_mixed_targets_put_both_moves_in_every_visible_situation(project):
+    """`sft.targets: mixed`: SFT teaches the moves, not when to use them: every (kind, finished) group gets half
+    hints and half silence, whatever the student got right, so GRPO's groups sample both and the reward decides."""
+    from dataclasses import replace
+
+    from atlas.stages.sft import adaptive_target, mixed_moves
+
+    probes = {}
+    for i, (kind, finished, right) in enumerate(
+        [("add", True, r) for r in (True,) * 5 + (False,)] + [("units", True, False)] * 4 + [("rate", False, False)] * 3
+    ):
+        probe = _train_probe(kind, finished, right)
+        probes[f"p{i}"] = replace(probe, id=f"p{i}", problem=f"problem {i}")
+    cfg = load_config(overrides=["protocol.probe=attempt", "sft.targets=mixed"])
+    moves = mixed_moves(probes)
+    assert mixed_moves(probes) == moves  # deterministic
+    for group, size in ((("add", True), 6), (("units", True), 4), (("rate", False), 3)):
+        ids = [pid for pid, p in probes.items() if (p.kind, p.first_attempt.completed) == group]
+        taught = sum(moves[pid] for pid in ids)
+        assert len(ids) == size and taught == (size + 1) // 2  # both moves, half each (the odd one teaches)
+    for pid, probe in probes.items():
+        thinking, teach = adaptive_target(probe, cfg, {}, moves)
+        assert teach == moves[pid]
+        assert thinking == ("A hint may help this attempt." if teach else "This attempt may be fine as it is.")

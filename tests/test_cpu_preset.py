@@ -39,5 +39,6 @@ def test_cpu_preset_end_to_end_with_real_weights(tmp_path, monkeypatch):
     assert read_json(paths.SFT_METRICS)["weight_change"] > 0
     assert read_json(paths.GRPO_METRICS)["weight_change"] > 0
     result = read_json(paths.EVAL_METRICS)
-    assert set(result["teachers"]) == {"none", "sft", "grpo"}
+    assert set(result["teachers"]) == {"none", "rule", "sft", "grpo"}
+    assert set(result["paired"]) == {"grpo-sft", "grpo-rule", "sft-rule"}
     assert os.path.getsize(paths.EVAL_SUMMARY) > 100

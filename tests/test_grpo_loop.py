@@ -118,3 +118,73 @@ def test_checkpoints_of_another_configuration_are_not_resumed(grpo_project):
     changed = load_config(overrides=["grpo.max_steps=3", "grpo.save_steps=2", "grpo.learning_rate=0.002"])
     metrics = run_grpo(changed)
     assert metrics["resumed_from"] is None and metrics["steps"] == 3
+
+
+def _hash_reward(prompts, completions, **kwargs):
+    """Reward with variance inside every group of distinct completions (flat prompts score 0)."""
+    import zlib
+
+    pairs = zip(prompts, completions, strict=True)
+    return [0.0 if "FLAT" in p else float(zlib.crc32(c.encode()) % 1009) for p, c in pairs]
+
+
+def _dynamic_trainer(rounds: int, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from atlas.training.dynamic import DynamicGRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(paths.SFT_CHECKPOINT)
+    model = AutoModelForCausalLM.from_pretrained(paths.SFT_CHECKPOINT)
+    flat = [{"prompt": f"FLAT question {i}:"} for i in range(4)]
+    live = [{"prompt": f"question {i}:"} for i in range(4)]
+    args = GRPOConfig(
+        output_dir=str(tmp_path / f"out{rounds}"), report_to="none", use_cpu=True, max_steps=2, beta=0.0,
+        per_device_train_batch_size=4, num_generations=2, max_completion_length=6, learning_rate=1e-2,
+        logging_steps=1, save_strategy="no", temperature=1.0, seed=0,
+    )  # fmt: skip
+    trainer = DynamicGRPOTrainer(
+        model=model, reward_funcs=[_hash_reward], args=args, train_dataset=Dataset.from_list(flat),
+        processing_class=tokenizer, rows=live, rounds=rounds,
+    )  # fmt: skip
+    return trainer, model
+
+
+@pytest.mark.parametrize("rounds", [0, 3])
+def test_dynamic_sampling_replaces_groups_without_variance(grpo_project, tmp_path, rounds):
+    """Every training prompt gives equal rewards: without resampling nothing is learned (all advantages 0); with one
+    up to three rounds, fresh prompts with variance replace every such group and the weights move."""
+    from atlas.training.checkpoints import snapshot, weight_change
+
+    trainer, model = _dynamic_trainer(rounds, tmp_path)
+    before = snapshot(model)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "effective_groups" in h]
+    assert [h["effective_groups"] for h in logged] == [2.0, 2.0]
+    # TRL's own count covers every group generated (the fresh ones too), before any filtering
+    assert all(h["frac_reward_zero_std"] >= 0.5 for h in logged)
+    totals = trainer.dynamic_totals
+    assert totals["groups"] == 4
+    if rounds == 0:
+        assert [h["effective_frac_zero_std"] for h in logged] == [1.0, 1.0]
+        assert totals["zero_std_groups"] == 4 and totals["generated_groups"] == 4
+        assert weight_change(before, trainer.model) == 0.0
+    else:
+        assert [h["effective_frac_zero_std"] for h in logged] == [0.0, 0.0]
+        assert totals["zero_std_groups"] == 0 and totals["generated_groups"] >= 8
+        assert weight_change(before, trainer.model) > 0.0
+
+
+def test_merge_batches_pads_prompts_left_and_completions_right():
+    import torch
+
+    from atlas.training.dynamic import merge_batches, zero_variance_groups
+
+    t = torch.tensor
+    a = {"prompt_ids": t([[5, 6]]), "completion_ids": t([[7]]), "advantages": t([1.0])}
+    b = {"prompt_ids": t([[1, 2, 3]]), "completion_ids": t([[8, 9]]), "advantages": torch.zeros(1)}
+    merged = merge_batches([a, b], pad_id=0)
+    assert merged["prompt_ids"].tolist() == [[0, 5, 6], [1, 2, 3]]
+    assert merged["completion_ids"].tolist() == [[7, 0], [8, 9]]
+    assert zero_variance_groups(torch.tensor([0.0, 0.0, 1.0, -1.0]), 2) == [0]

@@ -269,3 +269,30 @@ def test_read_outcomes_validates_with_file_and_line(tmp_path) -> None:
     path.write_text(json.dumps(good[0]) + "\n" + json.dumps(good[0]) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="row 2: field 'id': duplicate problem 'a' for teacher 'none'"):
         metrics.read_outcomes(path)
+
+
+@pytest.mark.parametrize(
+    ("a_taught", "b_taught", "difference", "wins", "losses"),
+    [
+        ([[True], [True], [False], [True]], [[False], [True], [False], [False]], 0.5, 2, 0),
+        ([[False], [True], [False], [True]], [[True], [True], [True], [False]], -0.25, 1, 2),
+        ([[True, False], [True, True]], [[False, False], [True, True]], 0.25, 1, 0),  # k=2: per-problem means
+    ],
+)
+def test_paired_difference_on_hand_tables(a_taught, b_taught, difference, wins, losses) -> None:
+    a = [row(f"p{i}", [False] * len(t), t, teacher="grpo") for i, t in enumerate(a_taught)]
+    b = [row(f"p{i}", [False] * len(t), t, teacher="sft") for i, t in reversed(list(enumerate(b_taught)))]
+    pair = metrics.paired_difference(a, b, bootstrap_samples=200, seed=0)  # matched by id, not by order
+    assert pair["difference"] == pytest.approx(difference)
+    assert (pair["wins"], pair["losses"], pair["n_problems"]) == (wins, losses, len(a_taught))
+    assert pair["ci_low"] <= difference <= pair["ci_high"]
+
+
+def test_paired_differences_only_for_evaluated_pairs_and_same_problems() -> None:
+    grpo = [row("p1", [False], [True]), row("p2", [True], [True])]
+    sft = [dict(r, teacher="sft", taught_correct=[False]) for r in grpo]
+    report = metrics.evaluate_all({"none": grpo, "sft": sft, "grpo": grpo}, bootstrap_samples=50)
+    assert list(report["paired"]) == ["grpo-sft"]
+    assert report["paired"]["grpo-sft"]["difference"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="different problems"):
+        metrics.paired_difference(grpo, sft[:1])

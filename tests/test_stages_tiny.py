@@ -62,6 +62,56 @@ def test_sft_trains_and_changes_weights(in_tiny):
     assert any(not (base[k] == tuned[k]).all() for k in base)
 
 
+def test_rule_baseline_is_sft_with_the_visible_rule(in_tiny):
+    """Stage `rule` trains its own checkpoint from the hand rule's targets, whatever `sft.targets` says."""
+    from atlas.llm.models import load_tokenizer
+    from atlas.stages.probe import load_probes
+    from atlas.stages.sft import build_sft_rows
+
+    root, results = in_tiny
+    cfg = load_config()
+    rule = results["rule"]
+    assert rule["steps"] == cfg.sft.max_steps and rule["weight_change"] > 0
+    assert read_json(root / paths.RULE_METRICS) == rule
+    visible = cfg.model_copy(update={"sft": cfg.sft.model_copy(update={"targets": "visible"})})
+    rows = build_sft_rows(
+        [json.loads(line) for line in (root / paths.SFT_DATA).read_text().splitlines()],
+        load_tokenizer(root / "data/models/teacher"),
+        load_probes("train"),
+        visible,
+    )
+    assert rule["no_guidance_targets"] == sum(r["completion"].endswith("<teaching></teaching>") for r in rows)
+    sft_w, rule_w = _weights(root / paths.SFT_CHECKPOINT), _weights(root / paths.RULE_CHECKPOINT)
+    assert any(not (sft_w[k] == rule_w[k]).all() for k in sft_w)
+
+
+def test_evaluate_on_the_dev_split_leaves_the_held_out_reports_alone(in_tiny, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from atlas.stages import evaluate
+    from atlas.teaching.records import read_probes, write_probes
+
+    root, _ = in_tiny
+    copy = tmp_path / "project"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("mlruns.db", "mlartifacts", "work"))
+    monkeypatch.chdir(copy)
+    cfg = load_config()
+    with pytest.raises(AtlasError, match="no dev problems"):
+        evaluate.run(cfg, split="dev")
+    probes = list(read_probes(paths.PROBES).values())
+    to_dev = {p.id for p in probes if p.split == "eval"}
+    to_dev = set(sorted(to_dev)[:2])
+    write_probes(paths.PROBES, [dataclasses.replace(p, split="dev") if p.id in to_dev else p for p in probes])
+    held_out = paths.EVAL_METRICS.read_bytes()
+    result = evaluate.run(cfg, split="dev")
+    assert result["split"] == "dev"
+    assert paths.EVAL_METRICS.read_bytes() == held_out
+    dev = read_json(paths.DEV_REPORTS_DIR / "eval.json")
+    assert dev["teachers"]["grpo"]["overall"]["n_problems"] == 2
+    assert dev["paired"]["grpo-sft"]["n_problems"] == 2
+
+
 def test_grpo_trains_with_real_rewards(in_tiny):
     root, results = in_tiny
     grpo, cfg = results["grpo"], load_config()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from atlas.config import load_config
 from atlas.core import paths
 
@@ -28,3 +30,23 @@ def test_student_endpoint_selects_the_http_generator(project):
     assert student.render(messages) == HFGenerator.from_path(paths.MODELS_DIR / "student", cfg.models.student).render(
         messages
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("fpu avx512f avx512_bf16 amx_tile", "bfloat16"), ("fpu amx_bf16", "bfloat16"), ("fpu avx2 avx512f", "float32")],
+)
+def test_dtype_auto_follows_the_cpu_flags(flags, expected, monkeypatch):
+    from pathlib import Path
+
+    from atlas.llm import models
+
+    real_read = Path.read_text
+    monkeypatch.setattr(
+        Path,
+        "read_text",
+        lambda self, *a, **k: f"flags\t\t: {flags}\n" if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k),
+    )
+    assert models.resolved_dtype("auto", "cpu") == expected
+    assert models.resolved_dtype("float32", "cpu") == "float32"
+    assert models.resolved_dtype("bfloat16", "cpu") == "bfloat16"

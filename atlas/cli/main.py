@@ -45,6 +45,8 @@ def _stage(args) -> int:
     options = {"out_dir": args.out} if args.command == "config" else {}
     if args.command == "ingest":
         options["source"] = args.source
+    if args.command == "evaluate":
+        options["split"] = args.split
     summary = run_stage(load_config_from(args), args.command, **options)
     if args.command == "config":
         print(f"preset '{summary['preset']}' resolved into {summary['out_dir']}/")
@@ -115,9 +117,13 @@ def _params(args) -> int:
     cfg = load_config(None, overrides=args.set, preset=name)
     out = Path(args.out or args.params)
     if out.exists():
-        old = load_config(out)
-        for key, before, after in differences(old, cfg):
-            print(f"{out}: {key}: {before!r} -> {after!r}")
+        try:
+            old = load_config(out)
+        except AtlasError as exc:  # e.g. written by an older version whose keys are gone: replaced, said so
+            print(f"{out}: replacing a file that no longer loads ({exc})")
+        else:
+            for key, before, after in differences(old, cfg):
+                print(f"{out}: {key}: {before!r} -> {after!r}")
     atomic_write_text(out, params_yaml(cfg))
     print(f"{out} now holds preset '{cfg.preset}', complete")
     return 0
@@ -132,6 +138,14 @@ def _add_stage(sub, name: str) -> None:
         p.add_argument("--out", default=str(paths.CONFIG_DIR), help="directory for the section files")
     if name == "ingest":
         p.add_argument("--source", default=None, help="synthetic | local dir | .jsonl/.parquet file | hub id")
+    if name == "evaluate":
+        p.add_argument(
+            "--split",
+            choices=("eval", "dev"),
+            default="eval",
+            help="eval: the held-out split (the pipeline's evaluation); dev: the split carved from train for design"
+            " and tuning decisions, reported under reports/dev/ (outside the DVC outputs)",
+        )
     if name in ("sft", "grpo"):
         launcher.add_launcher_args(p)
 

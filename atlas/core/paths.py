@@ -16,6 +16,7 @@ INTERIM_DIR = Path("data/interim")
 RECORDS = INTERIM_DIR / "records.jsonl"
 PROCESSED_DIR = Path("data/processed")
 TRAIN = PROCESSED_DIR / "train.jsonl"
+DEV = PROCESSED_DIR / "dev.jsonl"
 EVAL = PROCESSED_DIR / "eval.jsonl"
 SFT_DATA = PROCESSED_DIR / "sft.jsonl"
 PROBE_DIR = Path("data/probe")
@@ -23,9 +24,10 @@ PROBES = PROBE_DIR / "probes.jsonl"
 CHECKPOINTS_DIR = Path("data/checkpoints")
 SFT_CHECKPOINT = CHECKPOINTS_DIR / "sft"
 GRPO_CHECKPOINT = CHECKPOINTS_DIR / "grpo"
+RULE_CHECKPOINT = CHECKPOINTS_DIR / "rule"
 GRPO_WORK = Path("data/work/grpo")
 # The checkpoint each trained teacher is evaluated, gated and registered from.
-TEACHER_CHECKPOINTS = {"sft": SFT_CHECKPOINT, "grpo": GRPO_CHECKPOINT}
+TEACHER_CHECKPOINTS = {"sft": SFT_CHECKPOINT, "grpo": GRPO_CHECKPOINT, "rule": RULE_CHECKPOINT}
 REPORTS_DIR = Path("reports")
 VALIDATION_REPORT = REPORTS_DIR / "validation.json"
 QUARANTINE = REPORTS_DIR / "quarantine.jsonl"
@@ -33,13 +35,16 @@ QUARANTINE = REPORTS_DIR / "quarantine.jsonl"
 DATASET_CARD = PROCESSED_DIR / "dataset_card.json"
 PROBE_METRICS = REPORTS_DIR / "probe.json"
 SFT_METRICS = REPORTS_DIR / "sft.json"
+RULE_METRICS = REPORTS_DIR / "rule.json"
 GRPO_METRICS = REPORTS_DIR / "grpo.json"
 EVAL_METRICS = REPORTS_DIR / "eval.json"
 EVAL_OUTCOMES = REPORTS_DIR / "eval_outcomes.jsonl"
 EVAL_SUMMARY = REPORTS_DIR / "eval_summary.md"
+DEV_REPORTS_DIR = REPORTS_DIR / "dev"  # `atlas evaluate --split dev`: same files, for design decisions
 GATE_REPORT = REPORTS_DIR / "gate.json"
 STATE_DIR = Path(".atlas")
 SFT_WORK = Path("data/work/sft")
+RULE_WORK = Path("data/work/rule")
 LOCKS_DIR = STATE_DIR / "locks"
 INCOMING_REJECTED = "rejected"  # a folder inside data.incoming_dir: rejected drops and their reports (.dvcignore'd)
 
@@ -52,6 +57,8 @@ PRODUCED_BY: dict[Path, str] = {
     PROBE_DIR: "probe",
     SFT_CHECKPOINT: "sft",
     SFT_METRICS: "sft",
+    RULE_CHECKPOINT: "rule",
+    RULE_METRICS: "rule",
     GRPO_CHECKPOINT: "grpo",
     GRPO_METRICS: "grpo",
     EVAL_METRICS: "evaluate",

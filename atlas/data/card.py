@@ -25,12 +25,16 @@ def _length_stats(texts: list[str]) -> dict[str, float | int]:
     }
 
 
+SPLITS = ("train", "dev", "eval")
+
+
 def _counts(rows: list[dict[str, Any]], key: str) -> dict[str, int]:
     return dict(sorted(Counter(str(r[key]) for r in rows).items()))
 
 
 def build_card(files: dict[str, tuple[str, list[dict[str, Any]], str]], settings: dict[str, Any]) -> dict[str, Any]:
-    """`files` maps a name ("train", "eval", "sft") to (path, rows, file text); `settings` records how it was split."""
+    """`files` maps a name ("train", "dev", "eval", "sft") to (path, rows, file text); `settings` records how it was
+    split."""
     unique = {r["id"]: r for _, rows, _ in files.values() for r in rows}
     records = [unique[k] for k in sorted(unique)]
     content = "".join(f"{name}\n{text}" for name, (_, _, text) in sorted(files.items()))
@@ -43,10 +47,8 @@ def build_card(files: dict[str, tuple[str, list[dict[str, Any]], str]], settings
         },
         "records": len(records),
         "by_split": _counts(records, "split"),
-        "by_source": {
-            split: _counts([r for r in records if r["split"] == split], "source") for split in ("train", "eval")
-        },
-        "by_kind": {split: _counts([r for r in records if r["split"] == split], "kind") for split in ("train", "eval")},
+        "by_source": {split: _counts([r for r in records if r["split"] == split], "source") for split in SPLITS},
+        "by_kind": {split: _counts([r for r in records if r["split"] == split], "kind") for split in SPLITS},
         "with_ground_truth": sum(r["ground_truth"] is not None for r in records),
         "with_teaching": sum(r["teaching"] is not None for r in records),
         "lengths": {

@@ -44,7 +44,11 @@ _UNITS = [  # (big unit, small unit, factor, how the thing is measured: "{}" is 
     ("hours", "minutes", 60, "A train ride lasts {}."), ("minutes", "seconds", 60, "A song lasts {}."),
     ("liters", "milliliters", 1000, "A tank holds {}."), ("kilometers", "meters", 1000, "A hiking trail is {} long."),
 ]  # fmt: skip
-_LINES = [("trees", "road"), ("lamp posts", "path"), ("fence posts", "fence"), ("flags", "track")]
+_LINES = [
+    ("trees", "road"), ("lamp posts", "path"), ("fence posts", "fence"), ("flags", "track"), ("benches", "park path"),
+    ("poles", "street"), ("lanterns", "bridge"), ("cones", "running lane"), ("bushes", "driveway"),
+    ("buoys", "swimming lane"), ("signs", "trail"), ("torches", "garden wall"),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -164,10 +164,31 @@ def resolve_model(path: Path | str) -> tuple[str, str | None]:
     return str(path), None
 
 
-def torch_dtype(name: str):
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether `device` computes bfloat16 natively: on CPU, the AVX512_BF16 or AMX-BF16 flags (without them bf16
+    matmuls are emulated and about 4x slower than float32, docs/benchmarks.md); on CUDA, the GPU's own answer."""
     import torch
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+    if resolve_device(device) == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolved_dtype(name: str, device: str = "cpu") -> str:
+    """`float32` / `bfloat16` as given; `auto` by `native_bf16`."""
+    if name == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return name
+
+
+def torch_dtype(name: str, device: str = "cpu"):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[resolved_dtype(name, device)]
 
 
 def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
@@ -207,7 +228,7 @@ def pretrained_causal_lm(
     device = resolve_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, revision=revision, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
+            source, revision=revision, dtype=torch_dtype(dtype, device), trust_remote_code=trust_remote_code
         )
     except Exception as exc:  # a damaged or truncated checkpoint raises many types (safetensors, json, torch, OS)
         raise _unloadable(source, "model", exc) from None

@@ -19,13 +19,13 @@ from atlas.core import locks, paths
 from atlas.core.errors import AtlasError, InputError
 from atlas.core.io import read_json
 from atlas.ops import tracking
-from atlas.stages import STAGES, evaluate, grpo, ingest, models, probe, sft, validate
+from atlas.stages import STAGES, evaluate, grpo, ingest, models, probe, rule, sft, validate
 from atlas.stages import config as config_stage
 
 log = logging.getLogger(__name__)
 
 MODULES = {
-    m.__name__.rsplit(".", 1)[1]: m for m in (config_stage, models, ingest, validate, probe, sft, grpo, evaluate)
+    m.__name__.rsplit(".", 1)[1]: m for m in (config_stage, models, ingest, validate, probe, sft, rule, grpo, evaluate)
 }
 # Files logged even when the stage fails (they say why it failed).
 ALWAYS_LOGGED = {
@@ -60,12 +60,13 @@ def required_inputs(cfg: AtlasConfig, name: str) -> list[Path]:
     sft = [teacher]
     if cfg.sft.enabled:
         sft.append(paths.SFT_DATA)
-        if cfg.sft.use_student_probe or cfg.sft.adaptive_targets:
+        if cfg.sft.use_student_probe or cfg.sft.targets != "dataset":
             sft.append(paths.PROBES)
     needs = {
         "validate": [paths.RECORDS],
         "probe": [paths.TRAIN, paths.EVAL, student],
         "sft": sft,
+        "rule": sft,
         "grpo": [paths.PROBES, paths.SFT_CHECKPOINT, student],
         "evaluate": [paths.PROBES, student, *teachers],
     }
@@ -190,9 +191,18 @@ def _log_ingest(cfg: AtlasConfig, summary: dict) -> None:
 
 
 def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
+    if result.get("split") == "dev":  # a design run: its metrics carry the split's name, the held-out ones stay clean
+        for name, teacher in result["teachers"].items():
+            tracking.log_metrics(teacher["overall"], prefix=f"dev.{name}")
+        for pair, difference in result.get("paired", {}).items():
+            tracking.log_metrics(difference, prefix=f"dev.paired.{pair}")
+        tracking.log_artifact(paths.DEV_REPORTS_DIR / paths.EVAL_METRICS.name, "dev")
+        return
     for name, teacher in result["teachers"].items():
         tracking.log_metrics(teacher["overall"], prefix=name)
         tracking.log_metrics(teacher.get("rim", {}), prefix=f"{name}.rim")
+    for pair, difference in result.get("paired", {}).items():  # e.g. paired.grpo-sft.difference / .ci_low
+        tracking.log_metrics(difference, prefix=f"paired.{pair}")
     for path in (paths.EVAL_METRICS, paths.EVAL_OUTCOMES, paths.EVAL_SUMMARY):
         tracking.log_artifact(path, "eval")
     _log_problem_table()
@@ -239,11 +249,14 @@ def _log_training_curves(cfg: AtlasConfig) -> None:
 
 # What each tracked stage logs from its summary.
 LOGGERS: dict[str, Callable[[AtlasConfig, dict], None]] = {
-    "models": lambda cfg, summary: None,
+    "models": lambda cfg, summary: tracking.set_tags(
+        {f"atlas.{k}": v for k, v in summary.items() if k.endswith("dtype") or k == "native_bf16"}
+    ),
     "ingest": _log_ingest,
     "validate": _metrics("validate"),
     "probe": _metrics("probe"),
     "sft": _metrics("sft_summary"),
+    "rule": _metrics("rule_summary"),
     "grpo": _metrics("grpo_summary", drop=("first", "last")),
     "evaluate": _log_evaluation,
 }

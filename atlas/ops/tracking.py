@@ -242,6 +242,12 @@ def _numeric_leaves(value: Any, key: str, out: dict[str, float]) -> None:
         out[key] = float(value)
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    """Tag the active run (e.g. the dtypes the models load in on this machine)."""
+    if tags and is_main_process():
+        get_mlflow().set_tags(tags)
+
+
 def log_artifact(path: Path | str, artifact_path: str | None = None) -> None:
     path = Path(path)
     if path.exists() and is_main_process():

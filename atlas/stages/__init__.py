@@ -5,4 +5,4 @@ it from here. Stages know nothing of MLflow runs, the registry or Prefect (`atla
 heavy libraries inside `run`.
 """
 
-STAGES = ("config", "models", "ingest", "validate", "probe", "sft", "grpo", "evaluate")
+STAGES = ("config", "models", "ingest", "validate", "probe", "sft", "rule", "grpo", "evaluate")

@@ -75,12 +75,18 @@ def evaluate_teacher(
     return rows
 
 
-def run(cfg: AtlasConfig) -> dict:
-    """Evaluate the `evaluation.teachers`; writes reports/eval.json, outcomes, summary and plots."""
+def run(cfg: AtlasConfig, split: str = "eval") -> dict:
+    """Evaluate the `evaluation.teachers` on `split`; writes reports/eval.json, outcomes, summary and plots (for the
+    dev split: reports/dev/eval.json, outcomes and summary: design decisions never read the held-out split)."""
+    from atlas.core.errors import AtlasError
     from atlas.llm.student import load_student
     from atlas.teaching.metrics import evaluate_all
 
-    probes = list(load_probes("eval").values())
+    if split not in ("eval", "dev"):
+        raise AtlasError(f"evaluate: unknown split '{split}' (eval | dev)")
+    probes = list(load_probes(split).values())
+    if not probes:
+        raise AtlasError(f"{paths.PROBES} has no {split} problems: run the probe stage (data.dev_fraction > 0 for dev)")
     student = load_student(cfg)
     rows_by_teacher = {}
     for name in cfg.evaluation.teachers:
@@ -91,7 +97,17 @@ def run(cfg: AtlasConfig) -> dict:
     if cfg.evaluation.rim:
         for name, rim in rim_judgments(cfg, rows_by_teacher, probes).items():
             result["teachers"][name]["rim"] = rim
-    write_jsonl(paths.EVAL_OUTCOMES, [r for rows in rows_by_teacher.values() for r in rows])
+    result["split"] = split
+    outcomes = [r for rows in rows_by_teacher.values() for r in rows]
+    if split == "dev":
+        from atlas.core.io import atomic_write_text
+        from atlas.teaching.report import summary_markdown
+
+        write_jsonl(paths.DEV_REPORTS_DIR / paths.EVAL_OUTCOMES.name, outcomes)
+        write_json(paths.DEV_REPORTS_DIR / paths.EVAL_METRICS.name, result)
+        atomic_write_text(paths.DEV_REPORTS_DIR / paths.EVAL_SUMMARY.name, summary_markdown(result))
+        return result
+    write_jsonl(paths.EVAL_OUTCOMES, outcomes)
     write_json(paths.EVAL_METRICS, result)
     write_reports(result)
     return result

@@ -104,6 +104,7 @@ def run(
         "resumed_from": Path(resume).name if resume else None,
         "weight_change": change,
         "student_generations": student.calls,
+        **_dynamic_summary(trainer.dynamic_totals),
         "reward_functions": [f.__name__ for f in funcs],
         "reward_weights": weights,
         "first": _pick(history[0] if history else {}),
@@ -114,19 +115,33 @@ def run(
     return metrics
 
 
+def _dynamic_summary(totals: dict) -> dict:
+    """What reached the optimizer over the run (this process; a resumed run counts from its resume point)."""
+    groups, zero = totals["groups"], totals["zero_std_groups"]
+    return {
+        "effective_groups": groups,
+        "effective_groups_with_variance": groups - zero,
+        "effective_frac_zero_std": zero / groups if groups else None,
+        "generated_groups": totals["generated_groups"],
+    }
+
+
 def _pick(entry: dict) -> dict:
-    keep = ("reward", "reward_std", "kl", "teach/", "rewards/", "rim_rewards/", "escalation_rate")
+    keep = ("reward", "reward_std", "kl", "teach/", "rewards/", "rim_rewards/", "escalation_rate", "effective_")
     return {k: v for k, v in entry.items() if isinstance(v, int | float) and k.startswith(keep)}
 
 
 def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device: str):
     from datasets import Dataset
-    from trl import GRPOTrainer
 
     from atlas.training.callbacks import KeepCheckpoints, MlflowMetricsCallback
     from atlas.training.configs import grpo_config
+    from atlas.training.dynamic import DynamicGRPOTrainer
 
-    return GRPOTrainer(
+    return DynamicGRPOTrainer(
+        rows=rows,
+        rounds=cfg.grpo.dynamic_sampling_rounds,
+        seed=cfg.grpo.seed,
         model=model,
         reward_funcs=funcs,
         args=grpo_config(cfg, work_dir, device, weights),

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: AtlasConfig) -> dict:
-    from atlas.llm.models import materialize
+    """Materialize both roles; returns their folders and the dtype each will load in on this machine."""
+    from atlas.llm.models import materialize, native_bf16, resolved_dtype
 
     out: dict[str, str] = {}
     for role in ("teacher", "student"):
@@ -30,4 +31,9 @@ def run(cfg: AtlasConfig) -> dict:
             log.info("materializing the %s model (%s)", role, spec.source)
             materialize(spec, target)
         out[role] = str(target)
+    for role in ("teacher", "student"):
+        out[f"{role}_dtype"] = resolved_dtype(getattr(cfg.models, role).dtype, cfg.models.device)
+    out["native_bf16"] = str(native_bf16(cfg.models.device))
+    log.info("dtypes on this machine: teacher %s, student %s (native bf16: %s)", out["teacher_dtype"],
+             out["student_dtype"], out["native_bf16"])  # fmt: skip
     return out

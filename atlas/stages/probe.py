@@ -12,23 +12,26 @@ gold answer without guidance (the reference point of the likelihood reward), as 
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from atlas.config import AtlasConfig
 from atlas.core import paths
 from atlas.core.io import read_jsonl, write_json
 from atlas.teaching.records import ProbeRecord, read_probes, write_probes
 
+SPLIT_FILES = {"train": paths.TRAIN, "dev": paths.DEV, "eval": paths.EVAL}
+
 
 def selected_problems() -> list[dict]:
-    """The problems downstream stages use (validate already applied `data.max_train`/`max_eval`): train, then eval."""
-    train = [r for r in read_jsonl(paths.TRAIN) if r.get("ground_truth")]
-    evals = [r for r in read_jsonl(paths.EVAL) if r.get("ground_truth")]
-    return train + evals
+    """The problems downstream stages use (validate already applied the `data.max_*` caps): train, dev, then eval."""
+    return [
+        r for path in SPLIT_FILES.values() if Path(path).exists() for r in read_jsonl(path) if r.get("ground_truth")
+    ]
 
 
 def split_metrics(records: list[ProbeRecord]) -> dict:
     metrics = {}
-    for split in ("train", "eval"):
+    for split in SPLIT_FILES:
         rows = [r for r in records if r.split == split]
         if rows:
             samples = [s for r in rows for s in r.baseline]

@@ -33,6 +33,9 @@ VERDICTS = {
     "likely_right": "Attempts like this one are usually right.",
     "likely_wrong": "Attempts like this one are usually wrong.",
     "unfinished": "The attempt does not finish.",
+    # `mixed` targets: the teacher states its move, not a verdict it cannot back (GRPO learns which move pays)
+    "may_teach": "A hint may help this attempt.",
+    "may_abstain": "This attempt may be fine as it is.",
 }
 
 
@@ -49,18 +52,38 @@ def wrong_rates(probes: dict[str, ProbeRecord]) -> dict[tuple[str, bool], float]
     return {group: sum(v) / len(v) for group, v in groups.items()}
 
 
-def adaptive_target(probe: ProbeRecord, cfg: AtlasConfig, rates: dict) -> tuple[str, bool]:
-    """(thinking, teach?) for one train problem under `sft.abstain_rule`:
+def mixed_moves(probes: dict[str, ProbeRecord], salt: str = "atlas-sft-mixed") -> dict[str, bool]:
+    """`mixed` targets: within every visible group, alternate teach / stay silent over the group's problems in a
+    fixed hash order, so both moves occur in every situation the teacher can see (half each, the first one teaches)
+    and no move is tied to whether the student was right. GRPO then samples both in each group of completions, and
+    the reward, not a rule written here, decides which one pays where."""
+    import hashlib
+
+    groups: dict[tuple[str, bool], list[ProbeRecord]] = {}
+    for probe in probes.values():
+        groups.setdefault(visible_group(probe), []).append(probe)
+    moves = {}
+    for members in groups.values():
+        ordered = sorted(members, key=lambda p: (hashlib.sha256(f"{salt}:{p.id}".encode()).hexdigest(), p.id))
+        moves.update({p.id: i % 2 == 0 for i, p in enumerate(ordered)})
+    return moves
+
+
+def adaptive_target(probe: ProbeRecord, cfg: AtlasConfig, rates: dict, moves: dict | None = None) -> tuple[str, bool]:
+    """(thinking, teach?) for one train problem under `sft.targets`:
 
     - `solved`: stay silent exactly where the student's attempt is right. The teacher has to tell that from the
       attempt, which a small teacher cannot do reliably (it would have to check the arithmetic).
-    - `visible`: teach where attempts that look like this one (same kind, finished or not) are wrong at least
-      `sft.wrong_threshold` of the time on the train split; stay silent elsewhere. A rule the teacher can learn from
-      what it sees, and that keeps it away from the attempts it would break (docs/cpu-preset.md).
+    - `visible`: the hand rule: teach where attempts that look like this one (same kind, finished or not) are wrong
+      at least `sft.wrong_threshold` of the time on the train split; stay silent elsewhere.
+    - `mixed`: both moves in every visible situation (`mixed_moves`); RL decides when to use which.
     """
     s = cfg.sft
     attempt = cfg.protocol.probe == "attempt"
-    if s.abstain_rule == "visible":
+    if s.targets == "mixed":
+        teach = (moves or {}).get(probe.id, True)
+        return VERDICTS["may_teach" if teach else "may_abstain"], teach
+    if s.targets == "visible":
         if rates.get(visible_group(probe), 1.0) >= s.wrong_threshold:
             finished = visible_group(probe)[1]
             return VERDICTS["likely_wrong" if finished or not attempt else "unfinished"], True
@@ -78,17 +101,19 @@ def build_sft_rows(
     With `probes` (the probe stage's cache of the frozen student on the train split):
     - `sft.use_student_probe`: the prompt shows the real student's probe instead of the dataset's approach, so SFT
       and GRPO see the same distribution of prompts;
-    - `sft.adaptive_targets`: where the student should be left alone (`adaptive_target`) the target is an empty
+    - `sft.targets` other than `dataset`: where the student is left alone (`adaptive_target`) the target is an empty
       `<teaching>`: "do no harm", no intervention for a capable student.
     """
     probes = probes or {}
-    rates = wrong_rates(probes) if cfg is not None and cfg.sft.abstain_rule == "visible" else {}
+    targets = cfg.sft.targets if cfg is not None else "dataset"
+    rates = wrong_rates(probes) if targets == "visible" else {}
+    moves = mixed_moves(probes) if targets == "mixed" else {}
     out = []
     for row in rows:
         if not row.get("teaching"):
             continue
         probe = probes.get(row["id"])
-        if probe is None and cfg is not None and cfg.sft.adaptive_targets:
+        if probe is None and targets != "dataset":
             continue  # adaptive targets need the student's measured outcomes
         approach = row.get("approach") or ""
         diagnosis, teaching = row.get("diagnosis"), row["teaching"]
@@ -96,9 +121,9 @@ def build_sft_rows(
         if probe is not None and cfg is not None:
             if cfg.sft.use_student_probe:
                 approach = probe.probe
-            if cfg.sft.adaptive_targets:
-                verdict, teach = adaptive_target(probe, cfg, rates)
-                if probe_kind == "attempt" or not teach:
+            if targets != "dataset":
+                verdict, teach = adaptive_target(probe, cfg, rates, moves)
+                if probe_kind == "attempt" or not teach or targets == "mixed":
                     diagnosis = verdict
                 teaching = teaching if teach else ""
         out.append(
@@ -111,8 +136,14 @@ def build_sft_rows(
     return out
 
 
-def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_dir: Path = paths.SFT_CHECKPOINT):
-    """Train and save the SFT teacher; returns the metrics dict (also written to reports/sft.json)."""
+def run(
+    cfg: AtlasConfig,
+    teacher_dir: Path = paths.MODELS_DIR / "teacher",
+    out_dir: Path = paths.SFT_CHECKPOINT,
+    metrics_path: Path = paths.SFT_METRICS,
+    work_dir: Path = paths.SFT_WORK,
+):
+    """Train and save the SFT teacher; returns the metrics dict (also written to `metrics_path`, reports/sft.json)."""
     from atlas.llm.models import load_causal_lm, load_tokenizer, resolve_device, save_model, setup_torch
     from atlas.training.checkpoints import last_checkpoint, snapshot, weight_change
     from atlas.training.configs import check_stage_args
@@ -127,18 +158,18 @@ def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_
         log.info("sft.enabled is false: the SFT checkpoint is the base teacher")
         save_model(model, tokenizer, out_dir)
         metrics = {"enabled": False, "steps": 0, "weight_change": 0.0}
-        write_json(paths.SFT_METRICS, metrics)
+        write_json(metrics_path, metrics)
         return metrics
 
     probes = load_probes("train") if paths.PROBES.exists() else {}
     rows = build_sft_rows(read_jsonl(paths.SFT_DATA), tokenizer, probes, cfg)
     if not rows:
         raise AtlasError(f"{paths.SFT_DATA} has no rows with teaching text: SFT needs demonstrations")
-    resume = last_checkpoint(paths.SFT_WORK, fingerprint(cfg, Path(teacher_dir), rows))
+    resume = last_checkpoint(Path(work_dir), fingerprint(cfg, Path(teacher_dir), rows))
     if resume:
         log.info("resuming SFT from %s", resume)
     before = snapshot(model)
-    trainer = _trainer(cfg, model, tokenizer, rows, device)
+    trainer = _trainer(cfg, model, tokenizer, rows, device, work_dir)
     with score_completions_only(device):
         result = trainer.train(resume_from_checkpoint=resume)
     if not trainer.accelerator.is_main_process:
@@ -162,8 +193,8 @@ def run(cfg: AtlasConfig, teacher_dir: Path = paths.MODELS_DIR / "teacher", out_
         "last_loss": losses[-1] if losses else None,
         "weight_change": change,
     }
-    write_json(paths.SFT_METRICS, metrics)
-    shutil.rmtree(paths.SFT_WORK, ignore_errors=True)
+    write_json(metrics_path, metrics)
+    shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
 
 
@@ -178,7 +209,7 @@ def fingerprint(cfg: AtlasConfig, teacher_dir: Path, rows: list[dict]) -> str:
     )
 
 
-def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str):
+def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str, work_dir: Path):
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -187,7 +218,7 @@ def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str):
 
     return SFTTrainer(
         model=model,
-        args=sft_config(cfg, paths.SFT_WORK, device),
+        args=sft_config(cfg, work_dir, device),
         train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]),
         processing_class=tokenizer,
         peft_config=lora_config(cfg.sft.lora),

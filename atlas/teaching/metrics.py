@@ -243,7 +243,49 @@ def evaluate_all(
             "overall": teacher_metrics(rows, bootstrap_samples=bootstrap_samples, seed=seed),
             "per_kind": per_kind(rows, bootstrap_samples=bootstrap_samples, seed=seed),
         }
-    return {"teachers": teachers}
+    result: dict[str, Any] = {"teachers": teachers}
+    pairs = paired_differences(rows_by_teacher, bootstrap_samples=bootstrap_samples, seed=seed)
+    if pairs:
+        result["paired"] = pairs
+    return result
+
+
+# The comparisons between teachers that eval.json reports (when both were evaluated): what RL adds over SFT, and
+# over the hand-rule baseline teacher.
+PAIRS = (("grpo", "sft"), ("grpo", "rule"), ("sft", "rule"))
+
+
+def paired_difference(
+    a: Sequence[Row], b: Sequence[Row], *, bootstrap_samples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Taught accuracy of teacher `a` minus teacher `b`, paired over the same problems (matched by id), with its
+    percentile bootstrap interval over problems; `wins` / `losses` count problems where `a` is better / worse."""
+    by_id = {r["id"]: r for r in b}
+    if {r["id"] for r in a} != set(by_id):
+        raise ValueError("paired difference: the two teachers were evaluated on different problems")
+    diffs = np.array([np.mean(r["taught_correct"]) - np.mean(by_id[r["id"]]["taught_correct"]) for r in a])
+    low, high = bootstrap_mean_ci(diffs, samples=bootstrap_samples, seed=seed)
+    return {
+        "difference": float(diffs.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "wins": int((diffs > 0).sum()),
+        "losses": int((diffs < 0).sum()),
+        "n_problems": len(diffs),
+    }
+
+
+def paired_differences(
+    rows_by_teacher: Mapping[str, Sequence[Row]], *, bootstrap_samples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """`paired_difference` for each pair of `PAIRS` whose two teachers were both evaluated, keyed "a-b"."""
+    return {
+        f"{a}-{b}": paired_difference(
+            rows_by_teacher[a], rows_by_teacher[b], bootstrap_samples=bootstrap_samples, seed=seed
+        )
+        for a, b in PAIRS
+        if a in rows_by_teacher and b in rows_by_teacher
+    }
 
 
 def problem_table(rows: Sequence[Row]) -> list[dict[str, Any]]:

@@ -15,9 +15,15 @@ from typing import Any
 from atlas.core.errors import InputError
 from atlas.core.io import atomic_path
 
-TEACHER_ORDER = ("none", "sft", "grpo", "champion")  # "champion": the gate's table with the registered champion
-TEACHER_LABELS = {"none": "student alone", "sft": "SFT teacher", "grpo": "GRPO teacher", "champion": "champion"}
-TEACHER_COLORS = {"none": "#8c8c8c", "sft": "#4c72b0", "grpo": "#dd8452", "champion": "#55a868"}
+TEACHER_ORDER = ("none", "rule", "sft", "grpo", "champion")  # "champion": the gate's table with the champion
+TEACHER_LABELS = {
+    "none": "student alone",
+    "rule": "hand-rule teacher",
+    "sft": "SFT teacher",
+    "grpo": "GRPO teacher",
+    "champion": "champion",
+}
+TEACHER_COLORS = {"none": "#8c8c8c", "rule": "#937860", "sft": "#4c72b0", "grpo": "#dd8452", "champion": "#55a868"}
 _EXTRA_COLORS = ("#c44e52", "#8172b3", "#937860", "#da8bc3", "#64b5cd")
 MISSING = "–"
 
@@ -144,6 +150,16 @@ def summary_markdown(eval_json: Mapping[str, Any]) -> str:
     )
     lines.append("")
     lines.extend(_table(header, rows))
+    pairs = eval_json.get("paired") or {}
+    if pairs:
+        lines += ["", "## Teachers against each other", "", "Taught accuracy difference, paired over problems, "
+                  "with its 95% bootstrap interval; wins / losses count problems.", ""]  # fmt: skip
+        pair_rows = []
+        for key, p in pairs.items():
+            a, b = key.split("-", 1)
+            diff = f"{_pp(p['difference'])} [{_pp(p['ci_low'])}, {_pp(p['ci_high'])}]"
+            pair_rows.append([f"{label(a)} − {label(b)}", diff, f"{p['wins']} / {p['losses']}"])
+        lines.extend(_table(["Comparison", "Difference", "Wins / losses"], pair_rows))
 
     kinds = sorted({kind for entry in teachers.values() for kind in (entry.get("per_kind") or {})})
     if kinds:
