@@ -1,7 +1,7 @@
 """`atlas <command>`: run a pipeline stage, the whole pipeline, or an operation around it.
 
 One pipeline stage from params.yaml (what dvc.yaml calls), the whole pipeline (`atlas run`), the operations around it
-(gate, register, rollback, results), and the `rim` and `doctor` command groups.
+(gate, register, rollback, results), the `rim` and `doctor` command groups, and `teach` (use a trained teacher).
 
 Every command takes `--params FILE` (default params.yaml), `--preset NAME` and repeatable `--set key.path=value`.
 A configuration or input problem prints one clear `error:` line per problem and exits 2; a failed gate exits 1.
@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from atlas.cli import doctor, rim
+from atlas.cli import doctor, rim, teach
 from atlas.cli.args import add_config_args, load_config_from
 from atlas.core import paths
 from atlas.core.errors import AtlasError, GateFailed
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--flow-run-id", default=None, help="Prefect flow run id to tag the version with")
     rim.add_parser(sub)
     doctor.add_parser(sub)
+    teach.add_parser(sub)
     return parser
 
 
