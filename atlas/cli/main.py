@@ -10,7 +10,11 @@ A configuration or input problem prints one clear `error:` line per problem and 
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib.metadata
+import inspect
 import logging
+import re
 import sys
 
 from atlas.cli import doctor, rim, teach
@@ -39,6 +43,9 @@ def _stage(args) -> int:
         code = launcher.maybe_launch(args, args.command)
         if code is not None:
             return code
+    if args.command == "config" and args.show:
+        print(show_config(load_config_from(args)), end="")
+        return 0
     options = {"out_dir": args.out} if args.command == "config" else {}
     if args.command == "ingest":
         options["source"] = args.source
@@ -100,15 +107,44 @@ def _add_stage(sub, name: str) -> None:
     p.set_defaults(func=_stage)
     if name == "config":
         p.add_argument("--out", default=str(paths.CONFIG_DIR), help="directory for the section files")
+        p.add_argument("--show", action="store_true", help="print the resolved configuration (YAML), write nothing")
     if name == "ingest":
         p.add_argument("--source", default=None, help="synthetic | local dir | .jsonl/.parquet file | hub id")
     if name in ("sft", "grpo"):
         launcher.add_launcher_args(p)
 
 
+def show_config(cfg) -> str:
+    """The resolved configuration (preset <- params.yaml <- --set) as YAML, every key with its value."""
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean ...?" on a mistyped command: the interpreter's own `suggest_on_error` where it
+    has one (Python 3.14+), else the nearest choice by difflib."""
+
+    def __init__(self, *args, **kwargs):
+        if "suggest_on_error" in inspect.signature(argparse.ArgumentParser.__init__).parameters:
+            kwargs.setdefault("suggest_on_error", True)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if match and "did you mean" not in message:
+            choices = re.findall(r"'([^']*)'|([\w-]+)", match.group(2))
+            names = [a or b for a, b in choices]
+            nearest = difflib.get_close_matches(match.group(1), names, n=1, cutoff=0.6)
+            if nearest:
+                message = f"{message}; did you mean '{nearest[0]}'?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atlas", description=__doc__.splitlines()[0])
+    parser = Parser(prog="atlas", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"atlas {importlib.metadata.version('atlas-pipeline')}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
         _add_stage(sub, name)
