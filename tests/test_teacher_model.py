@@ -181,6 +181,8 @@ def test_atlas_teach_errors_are_one_line(in_tiny, capsys, tmp_path):
     bad.write_text('{"problem": "ok"}\n{"question": "no problem field"}\n')
     assert main(["teach", "--input", str(bad)]) == 2
     assert f"error: {bad}: line 2: field 'problem' must be a non-empty string" in capsys.readouterr().err
+    assert main(["teach", "--input", str(bad), "--probe", "p"]) == 2
+    assert "error: --probe goes with one problem" in capsys.readouterr().err
     assert main(["teach", "x", "--model-uri", "models:/no-such-teacher@champion"]) == 2
     assert "error: cannot load models:/no-such-teacher@champion" in capsys.readouterr().err
 
@@ -283,3 +285,18 @@ def test_a_student_behind_an_openai_compatible_endpoint(registered, capsys):
     assert row["student_final"] == "1" and row["probe"].startswith("I would add")
     assert row["taught_final"] == ("1" if row["silent"] else "7")
     assert len(asked) == 3  # baseline, probe, taught (tiny's student samples at 0.7, so silence asks again too)
+
+
+def test_a_checkpoint_reached_through_a_symlink_is_logged(in_tiny, tmp_path):
+    """DVC can link outputs into the workspace; MLflow refuses a folder reached through a symlink unless resolved."""
+    import mlflow
+
+    from atlas.ops.teacher_model import checkpoint_in, log_teacher_model
+    from atlas.ops.tracking import experiment_id
+
+    link = tmp_path / "linked-checkpoint"
+    link.symlink_to((in_tiny / paths.GRPO_CHECKPOINT).resolve(), target_is_directory=True)
+    with mlflow.start_run(experiment_id=experiment_id("atlas")) as run:
+        logged = log_teacher_model(NAME, link, {"teacher": "grpo", "preset": "tiny"})
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/{logged.artifact_path}"))
+    assert (checkpoint_in(model_dir) / "model.safetensors").stat().st_size > 1000

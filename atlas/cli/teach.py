@@ -60,6 +60,8 @@ def run(args) -> int:
         raise AtlasError("give one problem as an argument, or --input FILE (not both)")
     if args.output is not None and args.input is None:
         raise AtlasError("--output needs --input")
+    if args.probe is not None and args.input is not None:
+        raise AtlasError("--probe goes with one problem; in --input give each line its own `probe`")
     cfg = load_config_from(args)
     if args.student_url:
         student: Any = {"base_url": args.student_url, "model": args.student_model}
@@ -78,10 +80,11 @@ def run(args) -> int:
 
 
 def format_row(row: dict) -> str:
-    guidance = row["guidance"] or "(silent: the teacher leaves the student alone)"
+    """The text `atlas teach` prints for one row: each field on one line."""
+    guidance = _line(row["guidance"]) or "(silent: the teacher leaves the student alone)"
     lines = [
-        f"problem:        {row['problem']}",
-        f"probe:          {row['probe'] or '(none)'}",
+        f"problem:        {_line(row['problem'])}",
+        f"probe:          {_line(row['probe']) or '(none)'}",
         f"guidance:       {guidance}",
     ]
     if row.get("student_answer") is not None:
@@ -91,7 +94,11 @@ def format_row(row: dict) -> str:
 
 
 def _answer(row: dict, which: str) -> str:
-    text = " ".join(str(row[f"{which}_answer"]).split())
+    text = _line(row[f"{which}_answer"])
     verdict = row.get(f"{which}_correct")
     mark = "" if verdict is None else (" [correct]" if verdict else " [wrong]")
     return f"{text}  -> {row[f'{which}_final']}{mark}"
+
+
+def _line(text: str | None) -> str:
+    return " ".join(str(text or "").split())

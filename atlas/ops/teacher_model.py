@@ -248,7 +248,8 @@ def log_teacher_model(name: str, checkpoint: Path, tags: Mapping[str, str]) -> L
         mlflow.pyfunc.save_model(
             path=str(model_dir),
             python_model=TeacherModel(),
-            artifacts={TEACHER_ARTIFACT: str(checkpoint), CARD_ARTIFACT: str(card_path)},
+            # resolved: MLflow refuses a folder reached through a symlink (a DVC-linked checkpoint can be one)
+            artifacts={TEACHER_ARTIFACT: str(Path(checkpoint).resolve()), CARD_ARTIFACT: str(card_path)},
             signature=signature(),
             input_example=example,
             model_config=config,
