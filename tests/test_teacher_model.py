@@ -81,7 +81,7 @@ def test_registered_version_is_a_pyfunc_model_that_runs_the_evaluation_protocol(
     # the model card is the version's description and an artifact of the model
     mv = MlflowClient().get_model_version(NAME, version)
     assert "## Gate: passed" in mv.description and f"models:/{NAME}/{version}" in mv.description
-    assert mv.tags["checkpoint_sha256"] in mv.description
+    assert mv.tags["checkpoint_sha256"] in mv.description and '"source": "tiny"' in mv.description  # the student
     from urllib.parse import urlparse
 
     model_dir = Path(urlparse(mv.source).path)

@@ -213,6 +213,7 @@ def pipeline_model_config(config_dir: Path = paths.CONFIG_DIR) -> dict[str, Any]
         raise AtlasError(f"{exc.filename} is missing: run `atlas config` (or `dvc repro config`) first") from None
     settings = {"protocol": protocol, "teacher": models["teacher"], "device": models["device"]}
     settings["num_threads"] = models["num_threads"]
+    settings["trained_for_student"] = models["student"]  # what it was trained and evaluated with (a record only)
     # a local student runs in the precision the teacher was evaluated with (precision flips answers)
     return {**settings, **dict.fromkeys(STUDENT_KEYS), "student_dtype": models["student"]["dtype"]}
 
@@ -298,6 +299,7 @@ def model_card(name: str, tags: Mapping[str, str], config: Mapping[str, Any]) ->
             lines.append(f"- {key}: `{tags[key]}`")
     lines += [
         f"- protocol: `{json.dumps(config['protocol'], sort_keys=True)}`",
+        f"- trained and evaluated with the student: `{json.dumps(config.get('trained_for_student'), sort_keys=True)}`",
         "",
         "## How to call it",
         "",
