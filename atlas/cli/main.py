@@ -1,7 +1,7 @@
 """`atlas <command>`: run a pipeline stage, the whole pipeline, or an operation around it.
 
 One pipeline stage from params.yaml (what dvc.yaml calls), the whole pipeline (`atlas run`), the operations around it
-(gate, register, rollback, results), and the `rim` and `doctor` command groups.
+(gate, register, rollback, results), the `rim` and `doctor` command groups, and `teach` (use a trained teacher).
 
 Every command takes `--params FILE` (default params.yaml), `--preset NAME` and repeatable `--set key.path=value`.
 A configuration or input problem prints one clear `error:` line per problem and exits 2; a failed gate exits 1.
@@ -10,10 +10,14 @@ A configuration or input problem prints one clear `error:` line per problem and 
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib.metadata
+import inspect
 import logging
+import re
 import sys
 
-from atlas.cli import doctor, rim
+from atlas.cli import doctor, rim, teach
 from atlas.cli.args import add_config_args, load_config_from
 from atlas.core import paths
 from atlas.core.errors import AtlasError, GateFailed
@@ -42,6 +46,9 @@ def _stage(args) -> int:
         code = launcher.maybe_launch(args, args.command)
         if code is not None:
             return code
+    if args.command == "config" and args.show:
+        print(show_config(load_config_from(args)), end="")
+        return 0
     options = {"out_dir": args.out} if args.command == "config" else {}
     if args.command == "ingest":
         options["source"] = args.source
@@ -136,6 +143,7 @@ def _add_stage(sub, name: str) -> None:
     p.set_defaults(func=_stage)
     if name == "config":
         p.add_argument("--out", default=str(paths.CONFIG_DIR), help="directory for the section files")
+        p.add_argument("--show", action="store_true", help="print the resolved configuration (YAML), write nothing")
     if name == "ingest":
         p.add_argument("--source", default=None, help="synthetic | local dir | .jsonl/.parquet file | hub id")
     if name == "evaluate":
@@ -150,9 +158,37 @@ def _add_stage(sub, name: str) -> None:
         launcher.add_launcher_args(p)
 
 
+def show_config(cfg) -> str:
+    """The resolved configuration (preset <- params.yaml <- --set) as YAML, every key with its value."""
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean ...?" on a mistyped command: the interpreter's own `suggest_on_error` where it
+    has one (Python 3.14+), else the nearest choice by difflib."""
+
+    def __init__(self, *args, **kwargs):
+        if "suggest_on_error" in inspect.signature(argparse.ArgumentParser.__init__).parameters:
+            kwargs.setdefault("suggest_on_error", True)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if match and "did you mean" not in message:
+            choices = re.findall(r"'([^']*)'|([\w-]+)", match.group(2))
+            names = [a or b for a, b in choices]
+            nearest = difflib.get_close_matches(match.group(1), names, n=1, cutoff=0.6)
+            if nearest:
+                message = f"{message}; did you mean '{nearest[0]}'?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atlas", description=__doc__.splitlines()[0])
+    parser = Parser(prog="atlas", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"atlas {importlib.metadata.version('atlas-pipeline')}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
         _add_stage(sub, name)
@@ -178,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--flow-run-id", default=None, help="Prefect flow run id to tag the version with")
     rim.add_parser(sub)
     doctor.add_parser(sub)
+    teach.add_parser(sub)
     return parser
 
 

@@ -1,7 +1,8 @@
 """The MLflow model registry for teachers: versions of `atlas-teacher`, the `champion` and `previous` aliases.
 
-A checkpoint folder is logged as run artifacts and registered with `create_model_version` (MLflow's
-`register_model` refuses a plain folder, and `mlflow.transformers` does not work with this transformers version).
+A checkpoint is logged as an MLflow pyfunc teacher model (`atlas.ops.teacher_model`: loadable with
+`mlflow.pyfunc.load_model`, servable with `mlflow models serve`) and registered with `create_model_version`
+(`mlflow.transformers` does not work with this transformers version).
 
 The rules (`register`, the last step of a pipeline run):
 - only a teacher whose gate passed, on the evaluation of exactly this checkpoint (hashes in reports/gate.json), with
@@ -107,20 +108,23 @@ def versions_with_checkpoint(name: str, sha256: str) -> list[Version]:
 
 
 def register_checkpoint(name: str, checkpoint: Path, tags: dict[str, str], run_id: str, artifact_uri: str) -> Version:
-    """Log `checkpoint` into the active run's artifacts and register it as a new version of `name`."""
-    import mlflow
+    """Log `checkpoint` into the active run as an MLflow pyfunc teacher model and register it as a new version of
+    `name`, with the model card as its description (`atlas.ops.teacher_model`)."""
     from mlflow.exceptions import MlflowException
 
+    from atlas.ops import teacher_model
+
     client = _client()
-    mlflow.log_artifacts(str(checkpoint), artifact_path="checkpoint")
+    logged = teacher_model.log_teacher_model(name, checkpoint, tags)
     try:
         client.create_registered_model(name, description="Teacher models trained by the ATLAS pipeline.")
     except MlflowException as exc:
         if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise _registry_error(f"creating registered model '{name}'", exc) from exc
     mv = client.create_model_version(
-        name, source=f"{artifact_uri}/checkpoint", run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+        name, source=f"{artifact_uri}/{logged.artifact_path}", run_id=run_id, tags={k: str(v) for k, v in tags.items()}
     )
+    logged.describe(client, mv)
     log.info("registered %s version %s", name, mv.version)
     return _version(mv)
 
@@ -158,15 +162,18 @@ def download(version: Version, dest: Path) -> Path:
     """Fetch a registered checkpoint into `dest` (reused when already there), swapped in as one folder."""
     import mlflow
 
+    from atlas.ops import teacher_model
+
     dest = Path(dest)
     if (dest / "config.json").exists():
         return dest
     with replace_dir(dest) as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp)))
+        top = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp)))
+        local = teacher_model.checkpoint_in(top) if (top / "MLmodel").exists() else top  # a pyfunc teacher model
         if local != tmp:  # the artifact folder arrives as tmp/<name>: its files belong in dest itself
             for item in local.iterdir():
                 shutil.move(str(item), tmp / item.name)
-            local.rmdir()
+            shutil.rmtree(top if top != tmp else local)
     return dest
 
 

@@ -17,39 +17,36 @@ from atlas.config import AtlasConfig
 from atlas.core import paths
 from atlas.core.io import write_json, write_jsonl
 from atlas.stages.probe import load_probes
-from atlas.teaching.protocol import extract_teaching, grade, guidance_leaks, render_teacher_prompt, taught_answers
+from atlas.teaching.protocol import grade, guidance_leaks, teach, teacher_completions
 from atlas.teaching.records import ProbeRecord
 
 log = logging.getLogger(__name__)
 
 
-def teacher_guidance(cfg: AtlasConfig, teacher_dir: Path, probes: list[ProbeRecord]) -> list[str]:
-    """The teacher's full completions for each problem (greedy), from the rendered teacher prompt."""
+def load_teacher(cfg: AtlasConfig, teacher_dir: Path):
+    """The teacher checkpoint as a generator, in the configuration's dtype and device."""
     from atlas.llm.generation import HFGenerator
     from atlas.llm.models import resolve_device
 
-    teacher = HFGenerator.from_path(
-        teacher_dir, cfg.models.teacher, resolve_device(cfg.models.device), cfg.protocol.batch_size, name="teacher"
+    device = resolve_device(cfg.models.device)
+    return HFGenerator.from_path(
+        teacher_dir, cfg.models.teacher, device, cfg.protocol.batch_size, name=teacher_dir.name
     )
-    prompts = [render_teacher_prompt(teacher.tokenizer, p.problem, p.probe, cfg.protocol.probe) for p in probes]
-    outs = teacher.generate(
-        prompts, max_new_tokens=cfg.protocol.teacher_max_tokens, temperature=0.0, desc=f"teacher {teacher_dir.name}"
-    )
-    return [o[0].text for o in outs]
+
+
+def teacher_guidance(cfg: AtlasConfig, teacher_dir: Path, probes: list[ProbeRecord]) -> list[str]:
+    """The teacher's full completions for each problem (greedy), from the rendered teacher prompt."""
+    teacher = load_teacher(cfg, teacher_dir)
+    return teacher_completions(cfg.protocol, teacher, [p.problem for p in probes], [p.probe for p in probes])
 
 
 def evaluate_teacher(
     cfg: AtlasConfig, student, name: str, teacher_dir: Path | None, probes: list[ProbeRecord]
 ) -> list[dict]:
     """Outcome rows (one per problem) for one teacher; `teacher_dir=None` is the student alone."""
-    k = cfg.evaluation.k
-    if teacher_dir is None:
-        teachings = [""] * len(probes)
-    else:
-        teachings = [extract_teaching(c) for c in teacher_guidance(cfg, teacher_dir, probes)]
-    samples, logps = taught_answers(
-        cfg.protocol, student, probes, teachings, k, seed=cfg.evaluation.seed + 1, label=name
-    )
+    teacher = None if teacher_dir is None else load_teacher(cfg, teacher_dir)
+    taught = teach(cfg.protocol, teacher, student, probes, cfg.evaluation.k, seed=cfg.evaluation.seed + 1, label=name)
+    teachings, samples, logps = taught.teachings, taught.samples, taught.logps
     rows = []
     for pr, teaching, outs, logp in zip(probes, teachings, samples, logps, strict=True):
         graded = [grade(o.text, pr.ground_truth, o.truncated) for o in outs]

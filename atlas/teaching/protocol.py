@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from atlas.config import ProtocolSettings
@@ -143,9 +144,16 @@ def grade(text: str, ground_truth: str | None, truncated: bool) -> tuple[bool, b
     return correct, completed(text, truncated)
 
 
-def probe_records(p: ProtocolSettings, student: Generator, problems: Sequence[Mapping[str, Any]]) -> list[ProbeRecord]:
-    """Steps 1-2 of the protocol, and the no-guidance log p(gold), for `problems` (rows with id, split, kind,
-    problem and ground_truth)."""
+def probe_records(
+    p: ProtocolSettings,
+    student: Generator,
+    problems: Sequence[Mapping[str, Any]],
+    probes: Sequence[str | None] | None = None,
+) -> list[ProbeRecord]:
+    """Steps 1-2 of the protocol, and the no-guidance log p(gold), for `problems` (rows with a problem and, when
+    known, id, split, kind and ground_truth). `probes` holds the probe of a problem when it is already known (a
+    user's own); the others are generated. Without a ground truth there is no log p(gold) and nothing is correct."""
+    given = list(probes) if probes is not None else [None] * len(problems)
     baselines = student.generate(
         [student_messages(r["problem"], None, p.few_shot) for r in problems],
         max_new_tokens=p.student_max_tokens,
@@ -155,40 +163,91 @@ def probe_records(p: ProtocolSettings, student: Generator, problems: Sequence[Ma
         desc=f"student: baseline x{p.baseline_k}",
     )
     if p.probe == "attempt":
-        probes = [samples[0].text for samples in baselines]
+        generated = {i: samples[0].text for i, samples in enumerate(baselines)}
     else:
+        todo = [i for i, probe in enumerate(given) if probe is None]
         outs = student.generate(
-            [probe_messages(r["problem"]) for r in problems],
+            [probe_messages(problems[i]["problem"]) for i in todo],
             max_new_tokens=p.probe_max_tokens,
             temperature=0.0,
             desc="student: probes",
         )
-        probes = [o[0].text for o in outs]
-    logps = student.logprob(
-        [likelihood_prompt(student.render(student_messages(r["problem"], None, p.few_shot))) for r in problems],
-        [likelihood_target(r["ground_truth"]) for r in problems],
+        generated = {i: o[0].text for i, o in zip(todo, outs, strict=True)}
+    gold = [i for i, r in enumerate(problems) if r.get("ground_truth")]
+    scored = student.logprob(
+        [likelihood_prompt(student.render(student_messages(problems[i]["problem"], None, p.few_shot))) for i in gold],
+        [likelihood_target(problems[i]["ground_truth"]) for i in gold],
         desc="student: log p(gold)",
     )
+    logps = dict(zip(gold, scored, strict=True))
     out = []
-    for row, probe, samples, logp in zip(problems, probes, baselines, logps, strict=True):
+    for i, (row, samples) in enumerate(zip(problems, baselines, strict=True)):
+        truth = row.get("ground_truth") or None
         graded = tuple(
-            BaselineSample(s.text, s.tokens, s.truncated, *grade(s.text, row["ground_truth"], s.truncated))
-            for s in samples
+            BaselineSample(s.text, s.tokens, s.truncated, *grade(s.text, truth, s.truncated)) for s in samples
         )
         out.append(
             ProbeRecord(
-                id=row["id"],
+                id=str(row.get("id", i)),
                 split=row.get("split"),
                 kind=row.get("kind") or "unknown",
                 problem=row["problem"],
-                ground_truth=row["ground_truth"],
-                probe=probe.strip(),
+                ground_truth=truth,
+                probe=(given[i] if given[i] is not None else generated[i]).strip(),
                 baseline=graded,
                 baseline_accuracy=sum(g.correct for g in graded) / len(graded),
-                baseline_logp=logp,
+                baseline_logp=logps.get(i),
             )
         )
     return out
+
+
+def teacher_completions(
+    p: ProtocolSettings, teacher: Generator, problems: Sequence[str], probes: Sequence[str]
+) -> list[str]:
+    """Step 3: the teacher's full completion for each (problem, probe), greedy (the deployment setting), from the
+    exact prompt GRPO trained on (`render_teacher_prompt` with the teacher's tokenizer)."""
+    prompts = [
+        render_teacher_prompt(teacher.tokenizer, q, probe, p.probe) for q, probe in zip(problems, probes, strict=True)
+    ]
+    outs = teacher.generate(
+        prompts, max_new_tokens=p.teacher_max_tokens, temperature=0.0, desc=f"teacher {getattr(teacher, 'name', '')}"
+    )
+    return [o[0].text for o in outs]
+
+
+@dataclass(frozen=True)
+class Taught:
+    """Steps 3-4 for a list of problems: what the teacher wrote, what reached the student, and the student's answers
+    under it (with their log p(gold); None where there is no ground truth or no scoring)."""
+
+    completions: list[str]  # the teacher's full outputs ("" for the student alone)
+    teachings: list[str]  # the `<teaching>` text; "" means silent
+    samples: list[list[Generation]]
+    logps: list[float | None]
+
+
+def teach(
+    p: ProtocolSettings,
+    teacher: Generator | None,
+    student: Generator,
+    records: Sequence[ProbeRecord],
+    k: int,
+    seed: int,
+    label: str,
+    score: bool = True,
+) -> Taught:
+    """The second pass for records whose first pass is done (`probe_records`): the teacher's guidance (none when
+    `teacher` is None: the student alone) and `k` student answers under it. Evaluation, the gate and the served
+    teacher model (`atlas.ops.teacher_model`) all go through here."""
+    if teacher is None:
+        completions = [""] * len(records)
+    else:
+        completions = teacher_completions(p, teacher, [r.problem for r in records], [r.probe for r in records])
+    teachings = [extract_teaching(c) for c in completions]
+    score = score and all(r.ground_truth for r in records)
+    samples, logps = taught_answers(p, student, records, teachings, k, seed=seed, label=label, score=score)
+    return Taught(completions, teachings, samples, logps)
 
 
 def taught_answers(

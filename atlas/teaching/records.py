@@ -29,11 +29,11 @@ class ProbeRecord:
     split: str | None
     kind: str
     problem: str
-    ground_truth: str
+    ground_truth: str | None  # None only for a problem taught outside the pipeline (nothing is graded)
     probe: str  # what the teacher sees of the student: its stated approach or its first attempt
     baseline: tuple[BaselineSample, ...]  # `protocol.baseline_k` answers of the student alone
     baseline_accuracy: float  # the share of `baseline` that is correct
-    baseline_logp: float  # log p(gold answer) without guidance: the reference of the likelihood reward
+    baseline_logp: float | None  # log p(gold answer) without guidance (the likelihood reward's reference)
 
     @property
     def first_attempt(self) -> BaselineSample:
