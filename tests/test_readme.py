@@ -17,12 +17,18 @@ from tests.conftest import REPO
 README = (REPO / "README.md").read_text(encoding="utf-8")
 # Run for real elsewhere: the tiny pipeline (tests/test_flow_dvc.py), the notebook (tests/test_notebook.py).
 RUN_ELSEWHERE = {"dvc repro", "dvc metrics show", "dvc params diff", "source .venv/bin/activate", "jupyter execute"}
+# Served and asked for real in tests/test_teacher_model.py (`mlflow models serve` on 127.0.0.1, one request, stopped).
+RUN_ELSEWHERE |= {
+    "mlflow models serve -m models:/atlas-teacher@champion",
+    "curl -s 127.0.0.1:5001/invocations",
+    "kill $!",
+}
 
 
 def readme_commands() -> list[str]:
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", README, re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a line continued with `\` is one command
             line = line.split("#", 1)[0].strip()
             commands += [part.strip() for part in line.split(";") if part.strip()]
     return commands

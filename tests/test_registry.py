@@ -49,9 +49,15 @@ def test_create_registered_model_errors_are_not_swallowed(monkeypatch, tmp_path)
         registry.register_checkpoint("m", ckpt, {}, run.info.run_id, run.info.artifact_uri)
 
 
-def test_an_existing_registered_model_is_fine(tmp_path):
+def test_an_existing_registered_model_is_fine(tmp_path, monkeypatch):
     import mlflow
 
+    from atlas.ops import teacher_model
+
+    # the pyfunc model itself is tested in tests/test_teacher_model.py; here only the registry's error handling
+    monkeypatch.setattr(
+        teacher_model, "log_teacher_model", lambda *a: teacher_model.LoggedTeacher(teacher_model.MODEL_PATH, "card")
+    )
     MlflowClient().create_registered_model("m")
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()

@@ -40,10 +40,14 @@ def in_tiny(tiny, monkeypatch):
 @pytest.fixture
 def registered(in_tiny):
     """A freshly registered, gated version of the tiny run's GRPO teacher, made the champion."""
-    cfg = load_config()
+    from mlflow import MlflowClient
+
+    cfg = load_config(overrides=["gate.promote=true"])  # the tiny preset registers nothing unless asked
     gating.gate(cfg)
     out = registry.register(cfg)
-    registry.promote(NAME, out["version"])  # other tests move the aliases; this version is the champion now
+    assert out["outcome"] in ("registered", "reused"), out
+    version = registry._version(MlflowClient().get_model_version(NAME, out["version"]))
+    registry.promote(NAME, version)  # other tests move the aliases; this version is the champion now
     return in_tiny, out["version"]
 
 

@@ -115,12 +115,12 @@ def register_checkpoint(name: str, checkpoint: Path, tags: dict[str, str], run_i
     from atlas.ops import teacher_model
 
     client = _client()
-    logged = teacher_model.log_teacher_model(name, checkpoint, tags)
-    try:
+    try:  # first: a registry that refuses fails before the checkpoint is copied into the run
         client.create_registered_model(name, description="Teacher models trained by the ATLAS pipeline.")
     except MlflowException as exc:
         if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise _registry_error(f"creating registered model '{name}'", exc) from exc
+    logged = teacher_model.log_teacher_model(name, checkpoint, tags)
     mv = client.create_model_version(
         name, source=f"{artifact_uri}/{logged.artifact_path}", run_id=run_id, tags={k: str(v) for k, v in tags.items()}
     )
