@@ -53,7 +53,7 @@ CASES = [
     Case("a stage run before probe (grpo)", ["grpo"], "needs data/probe/probes.jsonl (made by `atlas probe`)"),
     Case("a stage run before probe (evaluate)", ["evaluate"], "needs data/probe/probes.jsonl (made by `atlas probe`)"),
     Case("sft before the data exists", ["sft"], "needs data/models/teacher (made by `atlas models`)"),
-    Case("gate before evaluate", ["gate"], "reports/eval.json: file not found: run `atlas evaluate`"),
+    Case("gate before evaluate", ["gate"], "reports/eval.json is missing: run the pipeline (`dvc repro`"),
     Case("register before gate", ["register"], "reports/gate.json is missing"),
     Case("results of a run that does not exist", ["results", "--run-id", "deadbeef"],
          "no MLflow run with id 'deadbeef'"),

@@ -225,18 +225,23 @@ def test_touching_code_or_the_rim_config_reruns_the_stages_that_use_it(in_worksp
 
 
 def test_a_failed_run_leaves_the_incoming_data_to_retry(in_workspace):
-    """Issue 13 item 6: the watcher's new content counts as trained only after a run succeeded on it."""
+    """Issue 13 item 6: the watcher's new content counts as trained only after a run succeeded on it. The run fails
+    for a reason that is not the drop itself (a damaged drop is moved to rejected/ by ingest, issue 16): another
+    `atlas ingest` holds the stage's lock."""
     from atlas.cli import main
     from atlas.config import load_config
+    from atlas.core import locks, paths
     from atlas.data import incoming
 
     cfg = load_config()
-    drop = Path(cfg.data.incoming_dir) / "bad.jsonl"
-    drop.write_text('{"problem": "What is 2 + 2?", "ground_truth": "4"}\n{"not a row\n')
+    drop = Path(cfg.data.incoming_dir) / "more.jsonl"
+    drop.write_text('{"problem": "What is 2 + 2?", "ground_truth": "4"}\n')
     try:
         changed, sha = incoming.check(cfg)
         assert changed and not incoming.check(cfg)[0]  # announced once
-        assert main(["run"]) == 2  # ingest refuses the file: the run fails
+        with locks.hold(paths.LOCKS_DIR / "ingest.lock", "the test's `atlas ingest`"):
+            assert main(["run"]) == 2  # the ingest stage finds its lock taken: the run fails
+        assert drop.exists()
         assert incoming.check(cfg) == (True, sha)  # announced again: the data is retried, not forgotten
     finally:
         drop.unlink()
@@ -311,6 +316,28 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_exited_process_not_yet_reaped_is_not_alive():
+    """A killed stage whose parent died with it can linger as a zombie until init reaps it; its MLflow run is dead
+    all the same (it stayed RUNNING after the kill test's driver was killed)."""
+    import time
+
+    from atlas.core import process
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    me = process.identity(child.pid)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].startswith(
+        " Z"
+    ):
+        time.sleep(0.05)
+    try:
+        assert not process.alive(child.pid, me["start"])
+    finally:
+        child.wait()
+    assert process.alive(os.getpid(), process.identity()["start"])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

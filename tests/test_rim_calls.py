@@ -217,6 +217,7 @@ def test_the_evaluate_stage_checks_its_cache_before_any_work(project, monkeypatc
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(runner.MODULES["evaluate"], "run", fake_evaluate)
+    monkeypatch.setattr(runner, "required_inputs", lambda cfg, name: [])  # no trained models here: not the point
     with caplog.at_level("WARNING", logger="atlas.rim.cache"), pytest.raises(RuntimeError, match="stop here"):
         runner.run_stage(cfg, "evaluate")
     assert seen == {"moved": True} and "rim_cache.sqlite is not a readable SQLite database" in caplog.text

@@ -27,15 +27,22 @@ DRIVER_ENV = "ATLAS_DRIVER"
 _PR_SET_PDEATHSIG = 1
 
 
-def start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (clock ticks since boot, from /proc), or None when there is no such
-    process or no /proc."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when there is no such process
+    or no /proc."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
             stat = fh.read()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name in parentheses may hold spaces
+    return stat.rsplit(")", 1)[1].split()  # the command name in parentheses may hold spaces
+
+
+def start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot, from /proc), or None when there is no such
+    process or no /proc."""
+    fields = _stat(pid)
+    return fields[19] if fields else None  # field 22
 
 
 def identity(pid: int | None = None) -> dict[str, str]:
@@ -47,9 +54,9 @@ def alive(pid: int, start: str = "") -> bool:
     """Whether the process `pid` (started at `start`, when known) still runs on this machine."""
     if pid <= 0:
         return False
-    now = start_time(pid)
-    if now is not None:
-        return not start or now == start
+    fields = _stat(pid)
+    if fields is not None:  # a zombie (Z) has exited, even while it waits for its parent to reap it
+        return (not start or fields[19] == start) and fields[0] not in ("Z", "X")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from atlas.config import AtlasConfig
 from atlas.core import paths
+from atlas.core.errors import InputError
 from atlas.core.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,17 @@ def content_hash(folder: Path) -> str:
 
 
 def _state(state: Path) -> dict[str, str | None]:
-    try:
-        data = read_json(state)
-    except (OSError, ValueError):
-        data = {}
+    """The remembered hashes; none yet when the file does not exist (the first look). A damaged file is
+    forgotten with a warning: at worst the content is announced, and trained on, once more."""
+    data = {}
+    if Path(state).exists():
+        try:
+            data = read_json(state)
+        except InputError as exc:
+            log.warning("%s: starting afresh", exc)
+        if not isinstance(data, dict):
+            log.warning("%s: not a JSON object: starting afresh", state)
+            data = {}
     return {"trained": data.get("trained"), "announced": data.get("announced")}
 
 

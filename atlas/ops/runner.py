@@ -3,8 +3,10 @@ configuration as params, then what the stage returned as metrics and the files i
 `dvc.yaml`) runs every stage through `run_stage`; the stages themselves know nothing of MLflow runs.
 
 Before a stage does any work: it takes the stage's lock (one `atlas <stage>` at a time in a project: a second one
-stops with one line instead of touching the first one's work folder), its inputs must exist (a missing one names
-the stage that makes it), the configured device must be usable, and the MLflow store must answer (`tracking`).
+stops with one line instead of touching the first one's work folder); then, in this order, the configuration of the
+inputs must match (`check_upstream_config`), the RIM config and judge cache must open (`open_judges`), the
+configured device must be usable and its inputs must exist (`preflight`: a missing one names the stage that makes
+it), and the MLflow store must answer (`tracking`).
 """
 
 from __future__ import annotations
@@ -94,10 +96,13 @@ def preflight(cfg: AtlasConfig, name: str) -> None:
 
 
 def _run_tracked(cfg: AtlasConfig, name: str, **options) -> dict:
-    preflight(cfg, name)
-    tags = {"atlas.source": options.get("source") or cfg.data.source} if name == "ingest" else None
+    # What the user asked for first (an override the inputs were not made with, the RIM config and its cache): its
+    # fix comes before rebuilding missing inputs, which would otherwise be rebuilt without it. Then the machine and
+    # the inputs (`preflight`). All of these before any work and before the stage's MLflow run.
     check_upstream_config(cfg, name)
     open_judges(cfg, name)
+    preflight(cfg, name)
+    tags = {"atlas.source": options.get("source") or cfg.data.source} if name == "ingest" else None
     with tracking.stage_run(cfg, name, tags=tags):
         try:
             summary = MODULES[name].run(cfg, **options)
