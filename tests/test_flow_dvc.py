@@ -107,6 +107,19 @@ def test_flow_runs_stages_gate_and_register(in_workspace):
 
     table = results_markdown(load_config())
     assert parents[0].info.run_id in table and "gate passed" in table and "Non-Degradation" in table
+    # issue 14 item 4: the pipeline run carries the headline per teacher and the paired differences, for Compare
+    evaluated = json.loads((root / "reports/eval.json").read_text())
+    headline = parents[0].data.metrics
+    for teacher in ("sft", "grpo"):
+        overall = evaluated["teachers"][teacher]["overall"]
+        for key in ("taught_accuracy", "accuracy_delta", "accuracy_delta_ci_low", "accuracy_delta_ci_high",
+                    "non_degradation_rate", "completion_rate_taught", "teaching_tokens"):  # fmt: skip
+            assert headline[f"{teacher}.{key}"] == pytest.approx(overall[key]), key
+    assert headline["paired.grpo-sft.difference"] == pytest.approx(evaluated["paired"]["grpo-sft"]["difference"])
+    assert headline["gate.passed"] == 1.0
+    assert client.get_experiment(parents[0].info.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     outs = {o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
     assert {
@@ -118,6 +131,19 @@ def test_flow_runs_stages_gate_and_register(in_workspace):
     } <= outs
     tracked = subprocess.run(["git", "ls-files", "reports", "data/config"], capture_output=True, text=True).stdout
     assert "eval.json" not in tracked and "models.json" not in tracked  # DVC tracks them, git does not
+
+
+def test_dvc_plots_show_renders_the_evaluation_plots(in_workspace, tmp_path):
+    """Issue 14 item 5: dvc.yaml's top-level `plots:` renders with `dvc plots show` after a run."""
+    root, _ = in_workspace
+    shown = json.loads(_dvc("plots", "show", "--json", "--out", str(tmp_path / "images")).stdout)
+    assert not shown.get("errors"), shown["errors"]
+    for plot in ("reports/accuracy_by_kind.png", "reports/non_degradation.png"):
+        [image] = shown["data"][plot]
+        assert image["type"] == "image" and Path(image["url"]).stat().st_size > 1000
+        assert Path(image["url"]).read_bytes() == (root / plot).read_bytes()
+    html = _dvc("plots", "show", "--out", str(tmp_path / "html"))
+    assert (tmp_path / "html" / "index.html").exists(), html.stdout
 
 
 def test_a_second_run_skips_from_dvc_state_and_registers_nothing_new(in_workspace, monkeypatch):
@@ -257,6 +283,7 @@ def test_flow_with_another_preset_leaves_params_and_champion_alone(prefect_serve
 
     from atlas.config import load_config
     from atlas.ops import registry, tracking
+    from atlas.stages import config as config_stage
     from flows.train import atlas_flow
 
     root = make_project(tmp_path / "p", params=(REPO / "params.yaml").read_text(), commit=True)
@@ -268,9 +295,11 @@ def test_flow_with_another_preset_leaves_params_and_champion_alone(prefect_serve
     (ckpt / "config.json").write_text("{}")
     (ckpt / "model.safetensors").write_bytes(b"cpu weights")
     tracking.get_mlflow()
+    config_stage.run(cpu)  # the pyfunc model records the run's section files; removed after: a fresh clone again
     with mlflow.start_run() as run:
         tags = {"checkpoint_sha256": "c" * 64, "preset": "cpu", "lineage": registry.lineage_id(cpu)}
         version = registry.register_checkpoint("atlas-teacher", ckpt, tags, run.info.run_id, run.info.artifact_uri)
+    shutil.rmtree(root / "data/config")
     registry.promote("atlas-teacher", version)
     params_before = (root / "params.yaml").read_bytes()
 

@@ -16,7 +16,14 @@ from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 # Run for real elsewhere: the tiny pipeline (tests/test_flow_dvc.py), the notebook (tests/test_notebook.py).
-RUN_ELSEWHERE = {"dvc repro", "dvc metrics show", "dvc params diff", "source .venv/bin/activate", "jupyter execute"}
+RUN_ELSEWHERE = {
+    "dvc repro",
+    "dvc metrics show",
+    "dvc params diff",
+    "dvc plots show",
+    "source .venv/bin/activate",
+    "jupyter execute",
+}
 # Served and asked for real in tests/test_teacher_model.py (`mlflow models serve` on 127.0.0.1, one request, stopped).
 RUN_ELSEWHERE |= {
     "mlflow models serve -m models:/atlas-teacher@champion",

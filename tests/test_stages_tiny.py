@@ -284,6 +284,30 @@ def test_stage_runs_are_tracked(in_tiny):
     assert grpo_run.data.params["grpo.max_steps"] == "3"
 
 
+def test_evaluation_logs_browsable_teaching_traces(in_tiny):
+    """Issue 14 item 3: the evaluate run carries each interaction's text as an MLflow table."""
+    from mlflow import MlflowClient
+
+    from atlas.ops.traces import COLUMNS
+    from atlas.ops.tracking import experiment_id
+    from atlas.teaching.records import read_probes
+
+    root, _ = in_tiny
+    client = MlflowClient()
+    [run] = [r for r in client.search_runs([experiment_id("atlas")]) if r.data.tags.get("atlas.stage") == "evaluate"]
+    table = json.loads(Path(client.download_artifacts(run.info.run_id, "eval/teaching_traces.json")).read_text())
+    rows = [dict(zip(table["columns"], values, strict=True)) for values in table["data"]]
+    assert table["columns"] == list(COLUMNS)
+    outcomes = [json.loads(line) for line in (root / paths.EVAL_OUTCOMES).read_text().splitlines() if line]
+    assert [(r["teacher"], r["id"]) for r in rows] == [(o["teacher"], o["id"]) for o in outcomes]
+    probes = read_probes(root / paths.PROBES)
+    for row, outcome in zip(rows, outcomes, strict=True):
+        assert row["problem"] == probes[row["id"]].problem and row["probe"] == probes[row["id"]].probe
+        assert row["guidance"] == outcome["teaching"] and row["taught_answer"] == outcome["taught_response"]
+        assert row["rim_score"] == outcome.get("rim_score")
+    assert all(r["silent"] and r["guidance"] == "" for r in rows if r["teacher"] == "none")
+
+
 def test_planted_api_key_never_reaches_any_output(in_tiny):
     """The session's tiny run had GEMINI_API_KEY/OPENAI_API_KEY set to a planted value: scan everything it wrote
     (MLflow store and artifacts, reports, data, RIM cache) for it."""

@@ -42,6 +42,7 @@ from atlas.core.errors import AtlasError, GateFailed
 from atlas.data import incoming
 from atlas.ops import gate as gate_checks
 from atlas.ops import registry, tracking
+from atlas.ops.results import log_headline
 from atlas.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,17 @@ log = logging.getLogger(__name__)
 UP_TO_DATE = "skipped (up to date)"
 RAN = "ran"
 EXPERIMENTS_DIR = paths.STATE_DIR / "experiments"
-# What the gate and the registration read of an experiment's outputs.
-EXPERIMENT_FILES = ("dvc.lock", "params.yaml", "reports", "data/checkpoints", "data/probe", "data/models")
+# What the gate and the registration read of an experiment's outputs (data/config: the protocol the registered
+# pyfunc model runs, `teacher_model.pipeline_model_config`).
+EXPERIMENT_FILES = (
+    "dvc.lock",
+    "params.yaml",
+    "reports",
+    "data/config",
+    "data/checkpoints",
+    "data/probe",
+    "data/models",
+)
 
 Executor = Callable[[str, Callable[[], Any]], Any]
 
@@ -341,6 +351,7 @@ def run(
             pushed = push(log_line)
         provenance = registry.collect_provenance(root, exp_name, pushed)
         with working_dir(root):
+            log_headline(run_id, paths.EVAL_METRICS)  # what this run's outputs score, for MLflow's Compare
             try:
                 executor("gate", lambda: gate_checks.gate(cfg))
                 statuses["gate"] = "passed"
@@ -348,6 +359,7 @@ def run(
             except GateFailed as exc:
                 statuses["gate"] = "failed"
                 passed, text = False, str(exc)
+            tracking.log_run_metrics(run_id, {"gate.passed": passed})
             registered = None
             if passed:
                 registered = executor(

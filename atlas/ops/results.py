@@ -15,6 +15,42 @@ from atlas.ops import tracking
 
 log = logging.getLogger(__name__)
 
+# What a pipeline run carries of its evaluation, per teacher, so MLflow's runs table and Compare put runs side by
+# side (the nested evaluate run has every metric; a pipeline run whose stages were up to date still gets these).
+HEADLINE_KEYS = (
+    "baseline_accuracy",
+    "taught_accuracy",
+    "accuracy_delta",
+    "accuracy_delta_ci_low",
+    "accuracy_delta_ci_high",
+    "non_degradation_rate",
+    "completion_rate_taught",
+    "teaching_tokens",
+)
+
+
+def headline_metrics(eval_json: dict) -> dict:
+    """The headline of a `reports/eval.json`: `<teacher>.<key>` for `HEADLINE_KEYS`, and each paired difference
+    (`paired.grpo-sft.difference`, `.ci_low`, `.ci_high`, ...), as a nested dict for `tracking.log_run_metrics`."""
+    out: dict = {}
+    for name, teacher in eval_json.get("teachers", {}).items():
+        overall = teacher.get("overall", {})
+        out[name] = {k: overall[k] for k in HEADLINE_KEYS if overall.get(k) is not None}
+    if eval_json.get("paired"):
+        out["paired"] = eval_json["paired"]
+    return out
+
+
+def log_headline(run_id: str, eval_path: Path) -> dict[str, float]:
+    """Log the headline of `eval_path` into the pipeline run `run_id`; a missing report is a warning (the stages
+    failed before it, and say so themselves)."""
+    if not eval_path.exists():
+        log.warning("%s is missing: pipeline run %s carries no headline metrics", eval_path, run_id)
+        return {}
+    metrics = tracking.log_run_metrics(run_id, headline_metrics(json.loads(eval_path.read_text(encoding="utf-8"))))
+    log.info("pipeline run %s: %d headline metrics from %s", run_id, len(metrics), eval_path)
+    return metrics
+
 
 def _pipeline_run(client, experiment: str, run_id: str | None):
     if run_id:

@@ -202,6 +202,7 @@ def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
         for pair, difference in result.get("paired", {}).items():
             tracking.log_metrics(difference, prefix=f"dev.paired.{pair}")
         tracking.log_artifact(paths.DEV_REPORTS_DIR / paths.EVAL_METRICS.name, "dev")
+        _log_teaching_traces(paths.DEV_REPORTS_DIR / paths.EVAL_OUTCOMES.name, "dev/teaching_traces.json")
         return
     for name, teacher in result["teachers"].items():
         tracking.log_metrics(teacher["overall"], prefix=name)
@@ -211,6 +212,7 @@ def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
     for path in (paths.EVAL_METRICS, paths.EVAL_OUTCOMES, paths.EVAL_SUMMARY):
         tracking.log_artifact(path, "eval")
     _log_problem_table()
+    _log_teaching_traces(paths.EVAL_OUTCOMES, "eval/teaching_traces.json")
     for png in sorted(paths.REPORTS_DIR.glob("*.png")):
         tracking.log_artifact(png, "eval/plots")
     _log_training_curves(cfg)
@@ -225,6 +227,17 @@ def _log_problem_table() -> None:
 
         table = pd.DataFrame(problem_table(read_outcomes(paths.EVAL_OUTCOMES)))
         tracking.get_mlflow().log_table(table, "eval/problem_outcomes.json")
+
+
+def _log_teaching_traces(outcomes: Path, artifact_file: str) -> None:
+    """Each interaction's text (problem, attempt, probe, guidance, taught answer) with its grades and RIM score, as
+    an MLflow table: the run's artifact view shows it with a filter (`atlas.ops.traces`)."""
+    from atlas.ops.traces import read_traces, traces_frame
+
+    if tracking.is_main_process() and outcomes.exists():
+        rows = read_traces(outcomes, paths.PROBES)
+        tracking.get_mlflow().log_table(traces_frame(rows), artifact_file)
+        log.info("logged %d teaching traces to the MLflow run (%s)", len(rows), artifact_file)
 
 
 def _log_training_curves(cfg: AtlasConfig) -> None:

@@ -35,6 +35,10 @@ PARENT_ENV = "ATLAS_PARENT_RUN_ID"
 STAGE_TAG = "atlas.stage"
 PIPELINE_TAG = "atlas.pipeline"
 OWNER_TAGS = ("atlas.pid", "atlas.pid_start", "atlas.host")
+# The experiment tag MLflow 3's UI reads to pick an experiment's view: "custom_model_development" opens it on the
+# runs table (model training), not on the GenAI traces page (mlflow/server/js: ExperimentKind).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 STORE_CONNECT_TIMEOUT = 3.0  # seconds to connect to a tracking server
 STORE_ANSWER_TIMEOUT = 5.0  # seconds for it to answer its health check
 _CHECKED: set[str] = set()
@@ -110,11 +114,17 @@ def get_mlflow():
 
 
 def experiment_id(name: str) -> str:
+    """The experiment's id, created when missing; tagged so the MLflow UI opens it in the model-training view (an
+    experiment made before the tag existed gets it too; a kind someone chose in the UI is kept)."""
     mlflow = get_mlflow()
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_root())
+    return mlflow.create_experiment(
+        name, artifact_location=artifact_root(), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    )
 
 
 def git_commit() -> str:
@@ -232,6 +242,23 @@ def log_metrics(metrics: dict[str, Any], prefix: str = "", step: int | None = No
     _numeric_leaves(metrics, prefix, flat)
     if flat:
         mlflow.log_metrics(flat, step=step)
+
+
+def log_run_metrics(run_id: str, metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """`log_metrics` into the run `run_id` (not the active one: a driver's own thread may have another open).
+    Returns what was logged."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    flat: dict[str, float] = {}
+    _numeric_leaves(metrics, prefix, flat)
+    if flat and is_main_process():
+        import time
+
+        get_mlflow()
+        now = int(time.time() * 1000)
+        MlflowClient().log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in flat.items()])
+    return flat
 
 
 def _numeric_leaves(value: Any, key: str, out: dict[str, float]) -> None:
