@@ -62,12 +62,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override key.path=value")
     args = parser.parse_args()
 
+    import atlas.core.paths as paths
     from atlas.config import load_config
     from atlas.llm.models import native_bf16
     from atlas.llm.student import load_student
     from atlas.stages import grpo
     from atlas.training.dynamic import DynamicGRPOTrainer
 
+    missing = [str(p) for p in (paths.SFT_CHECKPOINT, paths.PROBES) if not p.exists()]
+    if missing:
+        raise SystemExit(f"grpo_step_profile: {', '.join(missing)} missing: run the pipeline first (`make run`)")
     cfg = load_config(overrides=[f"grpo.max_steps={args.steps}", *args.set])
     student = load_student(cfg)
     _timed(student, "generate", "rewards: student generation")
@@ -82,8 +86,6 @@ def main() -> None:
     _timed(DynamicGRPOTrainer, "training_step", "training_step (total)")
 
     with tempfile.TemporaryDirectory() as scratch:
-        import atlas.core.paths as paths
-
         paths.GRPO_METRICS = Path(scratch) / "grpo.json"  # keep the project's reports as they are
         start = time.perf_counter()
         metrics = grpo.run(cfg, out_dir=Path(scratch) / "grpo", work_dir=Path(scratch) / "work", student=student)

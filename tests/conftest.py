@@ -104,6 +104,18 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture
+def in_tiny(tiny, monkeypatch):
+    """The session's tiny project as the working directory, with its MLflow store; no student from the environment."""
+    root, results = tiny
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns.db'}")
+    monkeypatch.setenv("ATLAS_ARTIFACT_ROOT", str(root / "mlartifacts"))
+    for env in ("ATLAS_STUDENT", "ATLAS_STUDENT_BASE_URL"):
+        monkeypatch.delenv(env, raising=False)
+    return root, results
+
+
+@pytest.fixture
 def project(tmp_path, monkeypatch):
     """A fresh tiny project as the working directory."""
     root = make_project(tmp_path / "project")

@@ -17,15 +17,6 @@ from atlas.ops import registry
 from atlas.stages import STAGES
 
 
-@pytest.fixture
-def in_tiny(tiny, monkeypatch):
-    root, results = tiny
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns.db'}")
-    monkeypatch.setenv("ATLAS_ARTIFACT_ROOT", str(root / "mlartifacts"))
-    return root, results
-
-
 def _weights(path: Path):
     from safetensors.torch import load_file
 

@@ -27,28 +27,25 @@ NAME = "atlas-teacher"
 
 
 @pytest.fixture
-def in_tiny(tiny, monkeypatch):
-    root, results = tiny
+def registered(in_tiny, tmp_path, monkeypatch):
+    """A freshly registered, gated version of the tiny run's GRPO teacher, made the champion, in a copy of the tiny
+    project with its own MLflow store (so the session's registry, which other tests check, is left as it was)."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    root = tmp_path / "project"
+    shutil.copytree(in_tiny[0], root, ignore=shutil.ignore_patterns("mlruns.db", "mlartifacts", "work"))
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns.db'}")
     monkeypatch.setenv("ATLAS_ARTIFACT_ROOT", str(root / "mlartifacts"))
-    for env in ("ATLAS_STUDENT", "ATLAS_STUDENT_BASE_URL"):
-        monkeypatch.delenv(env, raising=False)
-    return root
-
-
-@pytest.fixture
-def registered(in_tiny):
-    """A freshly registered, gated version of the tiny run's GRPO teacher, made the champion."""
-    from mlflow import MlflowClient
-
     cfg = load_config(overrides=["gate.promote=true"])  # the tiny preset registers nothing unless asked
     gating.gate(cfg)
     out = registry.register(cfg)
     assert out["outcome"] in ("registered", "reused"), out
     version = registry._version(MlflowClient().get_model_version(NAME, out["version"]))
-    registry.promote(NAME, version)  # other tests move the aliases; this version is the champion now
-    return in_tiny, out["version"]
+    registry.promote(NAME, version)
+    return root, out["version"]
 
 
 def _eval_probes():
@@ -299,7 +296,7 @@ def test_a_checkpoint_reached_through_a_symlink_is_logged(in_tiny, tmp_path):
     from atlas.ops.tracking import experiment_id
 
     link = tmp_path / "linked-checkpoint"
-    link.symlink_to((in_tiny / paths.GRPO_CHECKPOINT).resolve(), target_is_directory=True)
+    link.symlink_to((in_tiny[0] / paths.GRPO_CHECKPOINT).resolve(), target_is_directory=True)
     with mlflow.start_run(experiment_id=experiment_id("atlas")) as run:
         logged = log_teacher_model(NAME, link, {"teacher": "grpo", "preset": "tiny"})
     model_dir = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/{logged.artifact_path}"))

@@ -130,3 +130,10 @@ def test_the_experiment_opens_in_the_model_training_view(tmp_path, monkeypatch):
     chosen = mlflow.create_experiment("chosen", tags={tracking.EXPERIMENT_KIND_TAG: "finetuning"})
     tracking.experiment_id("chosen")
     assert client.get_experiment(chosen).tags[tracking.EXPERIMENT_KIND_TAG] == "finetuning"
+
+
+def test_headline_keys_are_metric_keys():
+    """The pipeline run's headline is a subset of what `teacher_metrics` computes (a renamed metric fails here)."""
+    from atlas.teaching.metrics import METRIC_KEYS
+
+    assert set(results.HEADLINE_KEYS) <= set(METRIC_KEYS)
