@@ -84,3 +84,78 @@ def test_the_rim_reward_is_async_and_named_rim(project):
     cfg = load_config(overrides=["reward.teaching_weight=0", "reward.likelihood_weight=0", "reward.rim_weight=1"])
     (rim,), weights = make_reward_funcs(cfg, FixedRollout([]))
     assert rim.__name__ == "rim" and weights == [1.0] and inspect.iscoroutinefunction(type(rim).__call__)
+
+
+def _probe_record(pid: str):
+    from atlas.teaching.records import BaselineSample, ProbeRecord
+
+    sample = BaselineSample(text="3 + 4 = 7", tokens=5, truncated=False, correct=False, completed=True)
+    return ProbeRecord(
+        id=pid, split="train", kind="mul", problem="Tom has 3 bags of 4 apples. How many apples?", ground_truth="12",
+        probe="I will add 3 and 4.", baseline=(sample,), baseline_accuracy=0.0, baseline_logp=None,
+    )  # fmt: skip
+
+
+def _rim_reward(tmp_path, uncertainty: float, taught: str = "4 + 4 + 4 = 12. \\boxed{12}"):
+    """`RolloutRIMReward` over a scripted judge panel: every judgment says 0.8 with the given uncertainty (above the
+    config's uncertainty_threshold of 0.3, every judge escalates to the arbiter)."""
+    from atlas.training.rollout import RolloutRIMReward
+    from tests.rim_helpers import constant_backend, make_reward
+
+    outcome = _outcome(0.0, True, 0.0, teaching="Think of repeated addition.") | {"taught_response": taught}
+    rollout = FixedRollout([outcome, dict(outcome)])
+    rollout.probes = {"x": _probe_record("x"), "y": _probe_record("y")}
+    judge = make_reward(tmp_path, constant_backend(0.8, uncertainty), **{"cache.enabled": False})
+    return RolloutRIMReward(rollout, judge)
+
+
+@pytest.mark.parametrize(("uncertainty", "escalation_rate", "escalated"), [(0.05, 0.0, "no"), (0.9, 1.0, "yes: ")])
+def test_the_rim_reward_logs_its_explanations_and_escalation_rate(project, tmp_path, uncertainty, escalation_rate,
+                                                                   escalated):  # fmt: skip
+    """Issue 14 item 3: GRPO logs the RIM explanations beside `rim_rewards/*` and the escalation rate."""
+    import asyncio
+
+    rim = _rim_reward(tmp_path, uncertainty)
+    metrics, extra = {}, {}
+    scores = asyncio.run(
+        rim(["p", "q"], ["a", "b"], id=["x", "y"], log_metric=metrics.__setitem__, log_extra=extra.__setitem__)
+    )
+    assert scores == [pytest.approx(0.8)] * 2
+    assert metrics["escalation_rate"] == escalation_rate and metrics["rim_rewards/accuracy"] == pytest.approx(0.8)
+    assert set(extra) == {"rim_rationale", "rim_escalated", "rim_judges"} and all(len(v) == 2 for v in extra.values())
+    judges = rim.judge.config.enabled_judges()
+    assert all(f"{name}: scripted judgment" in text for text in extra["rim_rationale"] for name in judges)
+    assert all(text.startswith(escalated) for text in extra["rim_escalated"])
+    if escalation_rate:
+        assert "uncertainty" in extra["rim_escalated"][0]
+    assert extra["rim_judges"][0] == " ".join(f"{name}=0.80" for name in judges)
+    rows = rim.drain()
+    assert [r["id"] for r in rows] == ["x", "y"] and rim.drain() == []
+    assert (
+        rows[0]["guidance"] == "Think of repeated addition." and rows[0]["rim_rationale"] == extra["rim_rationale"][0]
+    )
+
+
+def test_the_rim_explanations_land_in_the_grpo_run_per_logging_step(project, tmp_path):
+    """The explanations of each logging step are appended, with the step, to the MLflow table of the active run."""
+    import asyncio
+    import json
+
+    import mlflow
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from atlas.training.callbacks import MlflowRimExplanationsCallback
+
+    rim = _rim_reward(tmp_path, 0.9)
+    callback = MlflowRimExplanationsCallback(rim)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[])
+    with mlflow.start_run() as run:
+        for step in (1, 2):
+            asyncio.run(rim(["p", "q"], ["a", "b"], id=["x", "y"]))
+            callback.on_log(args, TrainerState(global_step=step), TrainerControl(), logs={"loss": 0.0})
+        callback.on_log(args, TrainerState(global_step=3), TrainerControl(), logs={"loss": 0.0})  # nothing new
+    path = mlflow.MlflowClient().download_artifacts(run.info.run_id, "grpo/rim_explanations.json", str(tmp_path))
+    table = json.loads(open(path).read())  # noqa: SIM115
+    rows = [dict(zip(table["columns"], values, strict=True)) for values in table["data"]]
+    assert [(r["step"], r["id"]) for r in rows] == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
+    assert all(r["rim_escalated"].startswith("yes: ") and "scripted judgment" in r["rim_rationale"] for r in rows)

@@ -296,7 +296,32 @@ def test_evaluation_logs_browsable_teaching_traces(in_tiny):
         assert row["problem"] == probes[row["id"]].problem and row["probe"] == probes[row["id"]].probe
         assert row["guidance"] == outcome["teaching"] and row["taught_answer"] == outcome["taught_response"]
         assert row["rim_score"] == outcome.get("rim_score")
+        assert row["rim_score"] is not None and set(outcome["rim"]["judges"]) >= {"accuracy"}  # tiny: RIM is on
+        judges = outcome["rim"]["judges"].items()
+        assert row["rim_rationale"] == " | ".join(f"{n}: {j['rationale'] or j['error']}" for n, j in judges)
+        assert row["rim_escalated"].startswith("yes: " if outcome["rim"]["escalated"] else "no")
+        assert row["rim_judges"].split() == [f"{n}={j['score']:.2f}" for n, j in judges]
     assert all(r["silent"] and r["guidance"] == "" for r in rows if r["teacher"] == "none")
+
+
+def test_grpo_logs_the_rim_explanations_and_escalation_rate(in_tiny):
+    """Issue 14 item 3: the GRPO run has, beside `grpo/rim_rewards/*`, the escalation rate and a table of every
+    completion's RIM explanation per logging step."""
+    from mlflow import MlflowClient
+
+    from atlas.ops.tracking import experiment_id
+
+    root, _ = in_tiny
+    client = MlflowClient()
+    [run] = [r for r in client.search_runs([experiment_id("atlas")]) if r.data.tags.get("atlas.stage") == "grpo"]
+    assert "grpo/rim_rewards/accuracy" in run.data.metrics and "grpo/escalation_rate" in run.data.metrics
+    path = client.download_artifacts(run.info.run_id, "grpo/rim_explanations.json", str(root / ".atlas"))
+    table = json.loads(Path(path).read_text())
+    rows = [dict(zip(table["columns"], values, strict=True)) for values in table["data"]]
+    steps = {p.step for p in client.get_metric_history(run.info.run_id, "grpo/escalation_rate")}
+    assert rows and {r["step"] for r in rows} == steps
+    assert all(r["rim_escalated"] == "no" or r["rim_escalated"].startswith("yes: ") for r in rows)
+    assert all("accuracy: " in r["rim_rationale"] and "accuracy=" in r["rim_judges"] for r in rows)
 
 
 def test_planted_api_key_never_reaches_any_output(in_tiny):

@@ -53,6 +53,42 @@ def test_trace_rows_join_outcome_and_probe_text(teaching, taught, silent, taught
 def test_trace_rows_without_rim_have_no_score():
     [row] = traces.trace_rows([_outcome("sft", "p1", "x", [True])], {"p1": _probe("p1", "8", False)})
     assert row["rim_score"] is None
+    assert (row["rim_rationale"], row["rim_escalated"], row["rim_judges"]) == ("", "", "")
+
+
+def _judge(score, rationale, escalated=False, reasons=(), error=None) -> dict:
+    return {
+        "score": score, "uncertainty": 0.1, "rationale": rationale, "escalated": escalated,
+        "escalation_reasons": list(reasons), "source": "arbiter" if escalated else "tier1", "error": error,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("judges", "rationale", "escalated", "scores"),
+    [
+        (
+            {"accuracy": _judge(0.9, "The taught answer is right."), "helpfulness": _judge(0.5, "Generic hint.")},
+            "accuracy: The taught answer is right. | helpfulness: Generic hint.",
+            "no",
+            "accuracy=0.90 helpfulness=0.50",
+        ),
+        (
+            {
+                "accuracy": _judge(0.2, "Wrong.", escalated=True, reasons=["disagreement", "uncertainty"]),
+                "process": _judge(None, "", escalated=True, reasons=["no_valid_sample"], error="arbiter failed"),
+            },
+            "accuracy: Wrong. | process: arbiter failed",
+            "yes: accuracy: disagreement, uncertainty; process: no_valid_sample",
+            "accuracy=0.20 process=none",
+        ),
+    ],
+)
+def test_trace_rows_show_the_rim_judgment_as_text(judges, rationale, escalated, scores):
+    """Issue 14 item 3: each judge's rationale, whether it escalated and why, and its score, as text columns."""
+    rim = {"escalated": escalated != "no", "error": None, "judges": judges}
+    outcome = _outcome("grpo", "p1", "hint", [True], rim_score=0.4, rim=rim)
+    [row] = traces.trace_rows([outcome], {"p1": _probe("p1", "7", True)})
+    assert (row["rim_rationale"], row["rim_escalated"], row["rim_judges"]) == (rationale, escalated, scores)
 
 
 def test_an_outcome_without_its_probe_record_is_named():

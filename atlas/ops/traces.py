@@ -3,10 +3,10 @@
 A row joins one outcome of `reports/eval_outcomes.jsonl` (a teacher on a held-out problem) with the problem's probe
 record (`data/probe/probes.jsonl`): the problem and its answer, the student's first attempt alone and the probe the
 teacher saw, the teacher's guidance (empty = silent), the student's taught answer, their grades, the leak flag and
-the RIM score when evaluation ran RIM. The evaluate stage's MLflow logger (`atlas.ops.runner`) logs the rows with
-`mlflow.log_table`, so the run's artifact view shows them as a table with a text filter.
-
-The RIM rationales of evaluation are not here: the evaluate stage keeps only each row's score (`rim_score`).
+the RIM judgment when evaluation ran RIM: its score, each judge's rationale, whether a judge escalated to the arbiter
+and why, and each judge's score (text, so the UI shows and filters it; empty for a row without RIM). The evaluate
+stage's MLflow logger (`atlas.ops.runner`) logs the rows with `mlflow.log_table`, so the run's artifact view shows
+them as a table with a text filter.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.core.errors import InputError
+from atlas.rim.rows import judgment_columns
 from atlas.teaching.metrics import read_outcomes
 from atlas.teaching.records import ProbeRecord, read_probes
 
@@ -38,6 +39,9 @@ COLUMNS = (
     "leaked",
     "teaching_tokens",
     "rim_score",
+    "rim_rationale",
+    "rim_escalated",
+    "rim_judges",
 )
 
 
@@ -76,6 +80,7 @@ def trace_rows(outcomes: Sequence[Mapping[str, Any]], probes: Mapping[str, Probe
                 "leaked": outcome["leaked"],
                 "teaching_tokens": outcome["teaching_tokens"],
                 "rim_score": outcome.get("rim_score"),
+                **judgment_columns(outcome.get("rim")),
             }
         )
     return rows

@@ -6,6 +6,10 @@ Final reward of a row = weighted mean of the scores of the active judges that pr
 is left out rather than counted as 0, and the row says so: it is a *partial* panel (`partial`, `judges_failed`,
 and an `error` naming each failed judge), counted apart from full panels wherever rows are summed up. If no judge
 scored (or all scoring judges weigh 0) the row's reward is None, which TRL treats as "not scored".
+
+What a row's judgment says, for tables people read (`judgment_summary`, `judgment_columns`): each judge's score,
+rationale and escalation with its reasons, as plain JSON and as three text columns (evaluation's teaching traces,
+GRPO's RIM explanations).
 """
 
 from __future__ import annotations
@@ -136,3 +140,45 @@ def combine(judges: Mapping[str, JudgeResult], cfg: RIMConfig) -> tuple[float | 
     if failed:
         return score, f"partial panel: {len(failed)} of {len(judges)} judges failed ({failures})"
     return score, None
+
+
+def judgment_summary(result: RowResult) -> dict[str, Any]:
+    """One row's judgment without the audit's calls and samples: whether a judge escalated to the arbiter, the row's
+    error, and per judge its score, uncertainty, rationale, escalation (with the reasons), source and error."""
+    judges = {
+        name: {
+            "score": j.score,
+            "uncertainty": j.uncertainty,
+            "rationale": j.rationale,
+            "escalated": j.escalated,
+            "escalation_reasons": list(j.escalation_reasons),
+            "source": j.source,
+            "error": j.error,
+        }
+        for name, j in result.judges.items()
+    }
+    return {"escalated": result.escalated, "error": result.error, "judges": judges}
+
+
+def _score_text(value: float | None) -> str:
+    return "none" if value is None else f"{value:.2f}"
+
+
+def judgment_columns(summary: Mapping[str, Any] | None) -> dict[str, str]:
+    """`rim_rationale` (each judge's rationale, or why it could not score), `rim_escalated` (`no`, or
+    `yes: <judge>: <reasons>; ...`) and `rim_judges` (`<judge>=<score> ...`) of a `judgment_summary`; all three
+    empty for a row that was not judged."""
+    if not summary:
+        return {"rim_rationale": "", "rim_escalated": "", "rim_judges": ""}
+    judges = summary.get("judges", {})
+    rationale = " | ".join(f"{name}: {j.get('rationale') or j.get('error') or ''}" for name, j in judges.items())
+    escalated = [
+        f"{name}: {', '.join(j.get('escalation_reasons') or []) or 'escalated'}"
+        for name, j in judges.items()
+        if j.get("escalated")
+    ]
+    return {
+        "rim_rationale": rationale,
+        "rim_escalated": f"yes: {'; '.join(escalated)}" if escalated else "no",
+        "rim_judges": " ".join(f"{name}={_score_text(j.get('score'))}" for name, j in judges.items()),
+    }

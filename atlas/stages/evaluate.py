@@ -127,9 +127,10 @@ def rim_judgments(
     cfg: AtlasConfig, rows_by_teacher: dict[str, list[dict]], probes: list[ProbeRecord]
 ) -> dict[str, dict]:
     """RIM judgments of each evaluation trajectory (first taught sample): per teacher, the mean score per judge,
-    the escalation rate and the cost. The score of each row is kept in the outcome table as `rim_score`."""
+    the escalation rate and the cost. Each row of the outcome table keeps its score (`rim_score`) and the judgment
+    behind it (`rim`: `atlas.rim.rows.judgment_summary`)."""
     from atlas.rim import RIMReward, load_rim_config
-    from atlas.rim.rows import trajectory_columns
+    from atlas.rim.rows import judgment_summary, rows_from_columns, trajectory_columns
 
     judge = RIMReward(load_rim_config(cfg.rim.config_path, cfg.rim.overrides))
     by_id = {p.id: p for p in probes}
@@ -138,8 +139,9 @@ def rim_judgments(
         columns = trajectory_columns(
             [by_id[r["id"]] for r in rows], [r["teaching"] for r in rows], [r["taught_response"] for r in rows]
         )
-        for row, score in zip(rows, judge.score_sync(**columns), strict=True):
-            row["rim_score"] = score
+        for row, result in zip(rows, judge.score_batch_sync(rows_from_columns(None, None, columns)), strict=True):
+            row["rim_score"] = result.score
+            row["rim"] = judgment_summary(result)
         out[name] = {k.replace("/", "."): v for k, v in judge.last_metrics.items()}
     return out
 

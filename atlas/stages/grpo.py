@@ -88,7 +88,7 @@ def run(
     before = snapshot(model)
     rows = grpo_rows(probes, tokenizer, cfg.protocol.probe)
     trainer = _trainer(cfg, model, tokenizer, rows, funcs, weights, Path(work_dir), device)
-    for callback in callbacks or []:
+    for callback in [*_rim_explanations(funcs), *(callbacks or [])]:
         trainer.add_callback(callback)
     with score_completions_only(device):
         trainer.train(resume_from_checkpoint=resume)
@@ -113,6 +113,14 @@ def run(
     write_json(paths.GRPO_METRICS, metrics)
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
+
+
+def _rim_explanations(funcs) -> list:
+    """The callback that logs the RIM reward's explanations to MLflow (none without a RIM reward)."""
+    from atlas.training.callbacks import MlflowRimExplanationsCallback
+    from atlas.training.rollout import RolloutRIMReward
+
+    return [MlflowRimExplanationsCallback(f) for f in funcs if isinstance(f, RolloutRIMReward)]
 
 
 def _dynamic_summary(totals: dict) -> dict:

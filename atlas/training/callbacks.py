@@ -35,6 +35,28 @@ class MlflowMetricsCallback(TrainerCallback):
             mlflow.log_metrics(numeric, step=state.global_step)
 
 
+class MlflowRimExplanationsCallback(TrainerCallback):
+    """At each logging step, the RIM explanations of the completions since the last one (`source.drain()`: rows of
+    `RolloutRIMReward`) appended, with the step, to the table `grpo/rim_explanations.json` of the active MLflow run
+    (the artifact view shows it with a text filter), beside the `grpo/rim_rewards/*` and `grpo/escalation_rate`
+    metrics of the same step."""
+
+    artifact_file = "grpo/rim_explanations.json"
+
+    def __init__(self, source):
+        self.source = source
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        import mlflow
+
+        rows = self.source.drain()
+        if not rows or mlflow.active_run() is None or not state.is_world_process_zero:
+            return
+        import pandas as pd
+
+        mlflow.log_table(pd.DataFrame([{"step": state.global_step, **row} for row in rows]), self.artifact_file)
+
+
 class KeepCheckpoints(TrainerCallback):
     """After the trainer wrote a checkpoint (`on_save` runs once it is all on disk): mark it complete, then keep only
     the newest `keep` complete ones (None keeps all). Used instead of TRL's `save_total_limit`, which deletes old

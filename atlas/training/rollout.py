@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -158,16 +159,38 @@ class LikelihoodReward:
 
 
 class RolloutRIMReward:
-    """The RIM judge ensemble on each completion's interaction (the guidance the student saw and its answer)."""
+    """The RIM judge ensemble on each completion's interaction (the guidance the student saw and its answer).
+
+    Per batch it logs the judge's metrics (`rim_rewards/<judge>`, `escalation_rate`, ...) through TRL's `log_metric`,
+    and each completion's explanation (`rim_rationale`, `rim_escalated`, `rim_judges`: `judgment_columns`) through
+    TRL's `log_extra` (columns of TRL's completions table) and into `explanations`, which
+    `atlas.training.callbacks.MlflowRimExplanationsCallback` empties into the stage's MLflow run at each logging step
+    (TRL hands `log_extra` columns only to its console print, parquet files and W&B / Trackio, never to MLflow)."""
 
     __name__ = "rim"
 
-    def __init__(self, rollout: TeachingRollout, judge: Any):
+    def __init__(self, rollout: TeachingRollout, judge: Any, keep: int = 10_000):
         self.__name__ = "rim"
         self.rollout, self.judge = rollout, judge
+        self.explanations: deque[dict[str, Any]] = deque(maxlen=keep)  # since the last `drain`, newest kept
 
-    async def __call__(self, prompts, completions, id, log_metric=None, trainer_state=None, **_) -> list[float | None]:  # noqa: A002
-        from atlas.rim.rows import trajectory_columns
+    def drain(self) -> list[dict[str, Any]]:
+        """The explanations collected since the last call, oldest first."""
+        rows = list(self.explanations)
+        self.explanations.clear()
+        return rows
+
+    async def __call__(
+        self,
+        prompts,
+        completions,
+        id,  # noqa: A002 - TRL's column name
+        log_metric=None,
+        log_extra=None,
+        trainer_state=None,
+        **_,
+    ) -> list[float | None]:
+        from atlas.rim.rows import judgment_columns, judgment_summary, trajectory_columns
 
         outs = self.rollout.outcomes(completions, id, trainer_state)
         probes = [self.rollout.probes[pid] for pid in id]
@@ -176,6 +199,17 @@ class RolloutRIMReward:
         if log_metric is not None:
             for name, value in self.judge.last_metrics.items():
                 log_metric(name, value)
+        explained = [judgment_columns(judgment_summary(r)) for r in self.judge.last_results]
+        if len(explained) != len(scores):  # a judge that does not keep its results: nothing to explain
+            explained = [judgment_columns(None)] * len(scores)
+        if log_extra is not None:
+            for column in ("rim_rationale", "rim_escalated", "rim_judges"):
+                log_extra(column, [e[column] for e in explained])
+        for pid, out, score, explanation in zip(id, outs, scores, explained, strict=True):
+            self.explanations.append(
+                {"id": pid, "guidance": out["teaching"], "taught_answer": out["taught_response"], "rim_score": score}
+                | explanation
+            )
         return scores
 
 
