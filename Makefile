@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-all lint format serve stop ui bench clean
+.PHONY: setup run test test-all lint format serve stop ui bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ ui: setup  ## start the MLflow UI on http://127.0.0.1:5000
 
 stop:  ## stop whatever `make serve` / `make ui` started (by PID)
 	scripts/services.sh stop
+
+STORE ?= $(CURDIR)/mlruns.db
+screenshots: setup  ## PNGs of the MLflow UI in docs/img/ (a teaching trace, SFT vs GRPO): make screenshots STORE=path/mlruns.db
+	test -x /usr/bin/chromium || apt-get install -y chromium  # Debian's chromium (Playwright cannot download browsers here)
+	$(BIN)/pip install --disable-pip-version-check -q -c constraints.txt -e '.[screenshots]'
+	$(BIN)/python scripts/mlflow_screenshots.py --store "$(STORE)" --out docs/img
 
 bench: setup  ## benchmarks that print numbers (recorded in docs/benchmarks.md)
 	$(BIN)/python benchmarks/generation_throughput.py

@@ -231,7 +231,7 @@ def _log_problem_table() -> None:
 
 def _log_teaching_traces(outcomes: Path, artifact_file: str) -> None:
     """Each interaction's text (problem, attempt, probe, guidance, taught answer) with its grades and RIM score, as
-    an MLflow table: the run's artifact view shows it with a filter (`atlas.ops.traces`)."""
+    an MLflow table: the run's artifact view shows it as a table (`atlas.ops.traces`)."""
     from atlas.ops.traces import read_traces, traces_frame
 
     if tracking.is_main_process() and outcomes.exists():

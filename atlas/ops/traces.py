@@ -1,12 +1,13 @@
-"""Teaching traces: each evaluation interaction as one row of text people can read and filter in the MLflow UI.
+"""Teaching traces: each evaluation interaction as one row of text people can read in the MLflow UI.
 
 A row joins one outcome of `reports/eval_outcomes.jsonl` (a teacher on a held-out problem) with the problem's probe
 record (`data/probe/probes.jsonl`): the problem and its answer, the student's first attempt alone and the probe the
 teacher saw, the teacher's guidance (empty = silent), the student's taught answer, their grades, the leak flag and
 the RIM judgment when evaluation ran RIM: its score, each judge's rationale, whether a judge escalated to the arbiter
-and why, and each judge's score (text, so the UI shows and filters it; empty for a row without RIM). The evaluate
+and why, and each judge's score (text, so the UI shows it; empty for a row without RIM). The evaluate
 stage's MLflow logger (`atlas.ops.runner`) logs the rows with `mlflow.log_table`, so the run's artifact view shows
-them as a table with a text filter.
+them as a table (MLflow 3.17's artifact view pages through it, with no filter; a clicked cell shows its
+whole text in the Preview panel).
 """
 
 from __future__ import annotations

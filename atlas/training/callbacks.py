@@ -38,7 +38,7 @@ class MlflowMetricsCallback(TrainerCallback):
 class MlflowRimExplanationsCallback(TrainerCallback):
     """At each logging step, the RIM explanations of the completions since the last one (`source.drain()`: rows of
     `RolloutRIMReward`) appended, with the step, to the table `grpo/rim_explanations.json` of the active MLflow run
-    (the artifact view shows it with a text filter), beside the `grpo/rim_rewards/*` and `grpo/escalation_rate`
+    (the artifact view shows it as a table), beside the `grpo/rim_rewards/*` and `grpo/escalation_rate`
     metrics of the same step."""
 
     artifact_file = "grpo/rim_explanations.json"
