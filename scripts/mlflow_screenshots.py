@@ -10,8 +10,9 @@ says they are. The script starts `mlflow server` on 127.0.0.1 (a free port), ope
 chromium and a new empty profile:
 
 - `teaching_trace.png`: the newest evaluate run's `eval/teaching_traces.json` table (MLflow's artifact view) at the
-  page of one interaction (the GRPO teacher's first guided row, else any teacher's), its guidance cell clicked so
-  the Preview panel shows the whole text; `teaching_trace_rim.png`: the same row's RIM rationale;
+  page of one interaction (the GRPO teacher's first guided row, else any teacher's), the columns that are not text
+  hidden, its guidance cell clicked so the Preview panel shows the whole text; `teaching_trace_rim.png`: the same
+  row's RIM rationale;
 - `compare_sft_grpo.png`: MLflow's Compare of that pipeline's SFT and GRPO runs (their metrics);
 - `compare_teachers.png`: the evaluate run's metrics of every teacher side by side (`taught_accuracy`);
 
@@ -45,6 +46,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TRACES = "eval/teaching_traces.json"
+# Columns of the traces table hidden in the screenshot, so the texts of one interaction fit on the screen.
+HIDDEN = ("kind", "ground_truth", "student_correct", "probe", "silent", "baseline_accuracy", "taught_accuracy")
+HIDDEN += ("leaked", "teaching_tokens", "rim_judges")
 
 
 def fail(message: str) -> None:
@@ -159,6 +163,16 @@ def quiet_ui(page) -> None:
     page.wait_for_timeout(500)
 
 
+def hide_columns(page, names) -> None:
+    """Untick columns in the table's settings menu (MLflow's column chooser)."""
+    with contextlib.suppress(Exception):
+        page.get_by_label("Table settings").first.click(timeout=5_000)
+        for name in names:
+            page.get_by_role("menuitemcheckbox", name=name, exact=True).first.click(timeout=3_000)
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+
+
 def preview_cell(page, row_id: str, text: str) -> None:
     """Click the cell showing `text` in the table row of problem `row_id` (unique on a page of 25): MLflow's Preview
     panel then shows the cell's whole text."""
@@ -187,6 +201,7 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
         page.goto(f"{url}/#/experiments/{exp}/runs/{evaluate}/artifacts/{TRACES}")
         page.get_by_text("problem", exact=True).first.wait_for(timeout=60_000)
         quiet_ui(page)
+        hide_columns(page, HIDDEN)
         for _ in range(index // 25):  # the table shows 25 rows a page
             page.locator("[title='Next Page']").first.click(timeout=10_000)
             page.wait_for_timeout(300)
