@@ -144,6 +144,47 @@ def test_dvc_plots_show_renders_the_evaluation_plots(in_workspace, tmp_path):
         assert Path(image["url"]).read_bytes() == (root / plot).read_bytes()
     html = _dvc("plots", "show", "--out", str(tmp_path / "html"))
     assert (tmp_path / "html" / "index.html").exists(), html.stdout
+    # the data plots: GRPO per step, the teachers side by side, per-kind accuracy (records the stages wrote)
+    data = {name: plot for name, plot in shown["data"].items() if not name.endswith(".png")}
+    assert set(data) == {
+        "GRPO reward and KL per step",
+        "GRPO taught accuracy and degradation per step",
+        "Taught accuracy by teacher",
+        "Non-degradation rate by teacher",
+        "Taught accuracy by kind and teacher",
+    }, set(data)
+    for name, [plot] in data.items():
+        values = plot["content"]["data"]["values"]
+        assert values, name
+    teachers = json.loads((root / "reports/plots/teachers.json").read_text())
+    evaluated = json.loads((root / "reports/eval.json").read_text())["teachers"]
+    assert len(teachers) == len(evaluated) and {"student alone", "SFT teacher", "GRPO teacher"} <= {
+        t["teacher"] for t in teachers
+    }
+    curve = json.loads((root / "reports/plots/grpo_curve.json").read_text())
+    assert [r["step"] for r in curve] == list(range(1, len(curve) + 1)) and "reward" in curve[0]
+
+
+def test_dvc_metrics_show_fits_a_screen_and_carries_the_gate_verdict(in_workspace):
+    """Issue 14 item 5: `dvc metrics show` printed every key of every stage report (300 kB on one line at cpu);
+    now the evaluation's headline and the gate's verdict."""
+    shown = _dvc("metrics", "show")
+    lines = shown.stdout.splitlines()
+    assert len(lines) <= 4 and max(map(len, lines)) <= 230, shown.stdout
+    metrics = json.loads(_dvc("metrics", "show", "--json").stdout)
+    [(_, rev)] = metrics.items()
+    files = rev["data"]
+    assert set(files) == {"reports/headline.json", "reports/gate_verdict.json"}, set(files)
+    assert files["reports/gate_verdict.json"]["data"]["gate"]["passed"] is True
+    head = files["reports/headline.json"]["data"]
+    eval_json = json.loads(Path("reports/eval.json").read_text())
+    assert head["grpo"]["accuracy"] == round(eval_json["teachers"]["grpo"]["overall"]["taught_accuracy"], 4)
+    assert (
+        "teachers"
+        in json.loads(_dvc("metrics", "show", "--json", "reports/eval.json").stdout)[""]["data"]["reports/eval.json"][
+            "data"
+        ]
+    )  # every metric stays one command away
 
 
 def test_a_second_run_skips_from_dvc_state_and_registers_nothing_new(in_workspace, monkeypatch):

@@ -145,9 +145,20 @@ def rim_judgments(
 
 
 def write_reports(result: dict) -> None:
+    """The summary, the images, the short headline (`dvc metrics show`) and the data plots (`dvc plots show`)."""
     from atlas.core.io import atomic_write_text
-    from atlas.teaching.report import plot_accuracy_by_kind, plot_non_degradation, summary_markdown
+    from atlas.teaching.report import (
+        headline,
+        plot_accuracy_by_kind,
+        plot_non_degradation,
+        plot_records,
+        summary_markdown,
+    )
 
     atomic_write_text(paths.EVAL_SUMMARY, summary_markdown(result))
+    write_json(paths.HEADLINE_METRICS, headline(result))
+    records = plot_records(result)
+    write_json(paths.TEACHERS_PLOT, records["teachers"])
+    write_json(paths.KINDS_PLOT, records["accuracy_by_kind"])
     plot_accuracy_by_kind(result, paths.REPORTS_DIR / "accuracy_by_kind.png")
     plot_non_degradation(result, paths.REPORTS_DIR / "non_degradation.png")
