@@ -196,3 +196,18 @@ def test_the_results_artifact_links_the_mlflow_run(uri, expected):
     from atlas.ops.results import run_link
 
     assert run_link(uri, "7", "abc") == expected
+
+
+def test_rim_batch_scoring_logs_its_progress(tmp_path, monkeypatch, caplog):
+    """The evaluation's RIM judgments (minutes with a remote judge) report too: one piece of work per judge call."""
+    from tests.rim_helpers import GOOD_ROW, make_reward
+
+    monkeypatch.setenv("ATLAS_PROGRESS_SECONDS", "0")
+    caplog.set_level(logging.INFO, logger="atlas.progress")
+    reward = make_reward(tmp_path)
+    judges = len(reward.config.enabled_judges())
+    reward.score_batch_sync([GOOD_ROW] * 3)
+    lines = _lines(caplog)
+    head = f"RIM: 3 rows x {judges} judges: "
+    assert [line.split(" (")[0] for line in lines] == [f"{head}{n}/{3 * judges}" for n in range(1, 3 * judges + 1)]
+    assert lines[-1].startswith(f"{head}{3 * judges}/{3 * judges} (100%) in ")
