@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atlas.core.progress import Progress
 from atlas.rim.audit import JudgeResult, Usage
 from atlas.rim.backends import Backend, create_backend
 from atlas.rim.cache import NullCache, ReplyCache
@@ -134,10 +135,14 @@ class RIMReward:
         specs = [get_judge(name, self.config) for name in names]
         async with self.runtime() as runtime:
             tasks = [asyncio.ensure_future(run_judge(spec, row, runtime)) for row in rows for spec in specs]
+            progress = Progress(f"RIM: {len(rows)} rows x {len(specs)} judges", len(tasks), unit="judgment")
+            for task in tasks:
+                task.add_done_callback(lambda _: progress.update(1))
             done, late = await asyncio.wait(tasks, timeout=deadline) if tasks else (set(), set())
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+            progress.close()
         outcomes = [None if task in late else task.result() for task in tasks]
         results, unscored = [], 0
         for i, row in enumerate(rows):

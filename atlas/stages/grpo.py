@@ -147,7 +147,7 @@ def _pick(entry: dict) -> dict:
 def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device: str):
     from datasets import Dataset
 
-    from atlas.training.callbacks import KeepCheckpoints, MlflowMetricsCallback
+    from atlas.training.callbacks import KeepCheckpoints, LogProgress, MlflowMetricsCallback
     from atlas.training.configs import grpo_config
     from atlas.training.dynamic import DynamicGRPOTrainer
 
@@ -160,5 +160,9 @@ def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device
         args=grpo_config(cfg, work_dir, device, weights),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[MlflowMetricsCallback(prefix="grpo"), KeepCheckpoints(cfg.grpo.save_total_limit)],
+        callbacks=[
+            MlflowMetricsCallback(prefix="grpo"),
+            KeepCheckpoints(cfg.grpo.save_total_limit),
+            LogProgress("grpo steps"),
+        ],
     )
