@@ -177,6 +177,7 @@ def test_a_stage_run_by_dvc_streams_its_progress_lines_to_log_line(in_tiny, tmp_
     assert baseline and baseline[-1].startswith(f"student: baseline x2: {2 * n}/{2 * n} (100%) in "), lines
     assert any(f"student: log p(gold): {n}/{n} (100%)" in line for line in progress), lines
     assert lines.index(progress[0]) < len(lines) - 1  # among the stage's lines, not after them
+    assert not [line for line in lines if "\r" in line or "it/s]" in line], lines  # no tqdm bar in the logs
     assert (copy / "data/probe/probes.jsonl").read_bytes() == (root / "data/probe/probes.jsonl").read_bytes()
 
 
