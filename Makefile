@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-all lint format serve stop ui bench screenshots clean
+.PHONY: setup run test test-all lint format serve stop ui notebook bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ serve: setup  ## start the Prefect server and the process serving atlas/train, i
 
 ui: setup  ## start the MLflow UI on http://127.0.0.1:5000
 	scripts/services.sh ui
+
+notebook: setup  ## run notebooks/compare_runs.ipynb on this project's MLflow store (the executed copy: .atlas/notebooks/)
+	mkdir -p .atlas/notebooks
+	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns.db}" $(BIN)/jupyter execute \
+		notebooks/compare_runs.ipynb --output='../.atlas/notebooks/{notebook_name}'
+	@echo "executed copy: .atlas/notebooks/compare_runs.ipynb"
 
 stop:  ## stop whatever `make serve` / `make ui` started (by PID)
 	scripts/services.sh stop

@@ -4,7 +4,9 @@ The flow is the pipeline driver `atlas.ops.pipeline.run` (the one `atlas run` ca
 step as a Prefect task: one task per DVC stage (`dvc repro <stage>`: DVC skips what is up to date), then `gate` and
 `register`. With a `preset` parameter other than params.yaml's, the run is a DVC experiment (`dvc exp run --temp`,
 one task): the checkout's params.yaml, dvc.lock and outputs stay as they were. A failed gate fails the flow run
-(nothing is registered). Serve it with `python -m flows.train` (what `make serve` does).
+(nothing is registered). The stages' log lines (their progress included) stream into the logs of their task while they
+run, and the flow run ends with the artifact `atlas-results`: the results table and the link to its MLflow run.
+Serve it with `python -m flows.train` (what `make serve` does).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from atlas.ops import pipeline
+
+RESULTS_ARTIFACT = "atlas-results"
 
 
 @task(name="pipeline-step", task_run_name="{name}", cache_policy=NO_CACHE)
@@ -31,17 +35,42 @@ def atlas_flow(preset: str | None = None) -> dict:
 
     from atlas.core.errors import GateFailed
 
-    logger = get_run_logger()
     result = pipeline.run(
         preset,
         executor=lambda name, run: step(name, run),
-        log_line=lambda line: logger.info("%s", line),
+        log_line=log_line,
         flow_run_id=flow_run.get_id(),
         run_name=f"flow {flow_run.get_name() or ''}".strip(),
     )
+    publish_results(result)
     if not result.gate_passed:
         raise GateFailed(result.gate_text)
     return {**result.statuses, "register": result.registered}
+
+
+def log_line(line: str) -> None:
+    """A line of the driver or of `dvc` (the stage's own logging, progress lines included, as it comes) to the run
+    logger of where it happens: the task of the step that runs, else the flow."""
+    get_run_logger().info("%s", line)
+
+
+def publish_results(result: pipeline.PipelineResult) -> None:
+    """The flow run's artifact `atlas-results`: what `atlas results` prints, and where to open the MLflow run. A
+    table that cannot be read back from MLflow is a warning: the run's outcome stands without it."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from atlas.core.errors import AtlasError
+    from atlas.ops.results import results_report
+
+    try:
+        markdown = results_report(result.cfg, result.run_id)
+    except AtlasError as exc:
+        get_run_logger().warning("no results artifact for MLflow run %s: %s", result.run_id, exc)
+        return
+    gate = "passed" if result.gate_passed else "failed"
+    create_markdown_artifact(
+        markdown, key=RESULTS_ARTIFACT, description=f"preset {result.cfg.preset}, gate {gate}, MLflow {result.run_id}"
+    )
 
 
 @flow(name="atlas-watch-incoming")

@@ -69,16 +69,24 @@ CASES = [
          setup=lambda root, mp, stack: _hold_grpo_lock(stack)),
     Case("a RIM input file that does not exist", ["rim", "score", "--input", "nope.jsonl", "--output", "o.jsonl"],
          "nope.jsonl: input file not found"),
+    Case("a bad line in a session file", ["rim", "session", "--input", "sessions.jsonl", "--output", "j.jsonl"],
+         "sessions.jsonl: line 2: field 'task': Field required",
+         files={"sessions.jsonl": '{"task": "2 + 2?", "final_answer": "4"}\n{"final_answer": "3"}\n'}),
+    Case("a learning memory that is not a database",
+         ["rim", "session", "--input", "sessions.jsonl", "--output", "j.jsonl", "--memory", "memory.sqlite"],
+         "not a readable learning memory (file is not a database)",
+         files={"sessions.jsonl": '{"task": "2 + 2?", "final_answer": "4"}\n', "memory.sqlite": "not a database"}),
 ]  # fmt: skip
 
 
 @pytest.fixture
-def where(request, tiny, tmp_path, monkeypatch):
-    """A copy of the session's tiny project, or a fresh one (the configuration only: no stage has run)."""
+def where(request, tmp_path, monkeypatch):
+    """A copy of the session's tiny project, or a fresh one (the configuration only: no stage has run; the tiny
+    project is only built when a case needs it)."""
     root = tmp_path / "project"
     if request.param:
         ignore = shutil.ignore_patterns("mlruns.db", "mlartifacts", "work", "locks")
-        shutil.copytree(tiny[0], root, ignore=ignore)
+        shutil.copytree(request.getfixturevalue("tiny")[0], root, ignore=ignore)
     else:
         shutil.copytree(REPO / "configs", root / "configs")
         (root / "data/incoming").mkdir(parents=True)

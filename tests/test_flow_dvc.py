@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def workspace(tmp_path_factory, prefect_server):
         "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlruns.db'}",
         "ATLAS_ARTIFACT_ROOT": str(state / "mlartifacts"),
         "DVC_SITE_CACHE_DIR": str(state / "dvc-site"),
+        "ATLAS_PROGRESS_SECONDS": "0",  # every progress line, however short the tiny stages are
     }
     saved_cwd, saved_env = os.getcwd(), dict(os.environ)
     os.chdir(root)
@@ -133,6 +135,69 @@ def test_flow_runs_stages_gate_and_register(in_workspace):
     assert "eval.json" not in tracked and "models.json" not in tracked  # DVC tracks them, git does not
 
 
+def _first_flow_run():
+    """The workspace's flow run (the module's first run of the flow `atlas`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        named = FlowFilter(name=FlowFilterName(any_=["atlas"]))
+        return client.read_flow_runs(flow_filter=named, sort=FlowRunSort.START_TIME_ASC, limit=1)[0]
+
+
+def test_stage_logs_and_progress_stream_into_the_prefect_task_logs(in_workspace):
+    """Issue 14 item 6: each line a stage logs (its progress lines included) lands in the logs of the Prefect task
+    that runs the stage: probe, SFT, GRPO and evaluation say how far they are."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    flow_run = _first_flow_run()
+    by_task: dict[str, list[str]] = {}
+    with get_client(sync_client=True) as client:
+        where = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
+        logs, offset = [], 0
+        while page := client.read_logs(log_filter=where, limit=200, offset=offset):
+            logs, offset = logs + page, offset + len(page)
+        names = {t: client.read_task_run(t).name for t in {log.task_run_id for log in logs} - {None}}
+    for log in logs:
+        by_task.setdefault(names.get(log.task_run_id, "(flow)"), []).append(log.message)
+    expected = {
+        "dvc repro probe": r"atlas\.progress: student: baseline x2: (\d+)/\1 \(100%\) in \d+s",
+        "dvc repro sft": r"atlas\.progress: sft steps: 3/3 \(100%\) in \d+s",
+        "dvc repro grpo": r"atlas\.progress: grpo steps: 3/3 \(100%\) in \d+s",
+        "dvc repro evaluate": r"atlas\.progress: evaluate \[eval\]: (\d+)/\1 \(100%\) in \d+s",
+    }
+    for task, pattern in expected.items():
+        assert any(re.search(pattern, m) for m in by_task.get(task, [])), (task, sorted(by_task))
+    assert any("atlas.progress: evaluate [eval]: " in m and "ETA" in m for m in by_task["dvc repro evaluate"])
+
+
+def test_the_flow_run_ends_with_the_results_artifact(in_workspace):
+    """Issue 14 item 6: the flow run's markdown artifact `atlas-results` is the table `atlas results` prints, with
+    where to open the pipeline's MLflow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from atlas.config import load_config
+    from atlas.ops.results import results_markdown
+
+    flow_run = _first_flow_run()
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["atlas-results"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])
+            )
+        )
+    assert len(found) == 1 and found[0].type == "markdown"
+    _, runs = _mlflow_runs()
+    parent = min((r for r in runs if r.data.tags.get("atlas.pipeline") == "true"), key=lambda r: r.info.start_time)
+    text = found[0].data
+    assert results_markdown(load_config(), parent.info.run_id) in text and "gate passed" in text
+    page = f"#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+    assert f"`mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']} " in text and page in text
+
+
 def test_dvc_plots_show_renders_the_evaluation_plots(in_workspace, tmp_path):
     """Issue 14 item 5: dvc.yaml's top-level `plots:` renders with `dvc plots show` after a run."""
     root, _ = in_workspace
@@ -144,6 +209,47 @@ def test_dvc_plots_show_renders_the_evaluation_plots(in_workspace, tmp_path):
         assert Path(image["url"]).read_bytes() == (root / plot).read_bytes()
     html = _dvc("plots", "show", "--out", str(tmp_path / "html"))
     assert (tmp_path / "html" / "index.html").exists(), html.stdout
+    # the data plots: GRPO per step, the teachers side by side, per-kind accuracy (records the stages wrote)
+    data = {name: plot for name, plot in shown["data"].items() if not name.endswith(".png")}
+    assert set(data) == {
+        "GRPO reward and KL per step",
+        "GRPO taught accuracy and degradation per step",
+        "Taught accuracy by teacher",
+        "Non-degradation rate by teacher",
+        "Taught accuracy by kind and teacher",
+    }, set(data)
+    for name, [plot] in data.items():
+        values = plot["content"]["data"]["values"]
+        assert values, name
+    teachers = json.loads((root / "reports/plots/teachers.json").read_text())
+    evaluated = json.loads((root / "reports/eval.json").read_text())["teachers"]
+    assert len(teachers) == len(evaluated) and {"student alone", "SFT teacher", "GRPO teacher"} <= {
+        t["teacher"] for t in teachers
+    }
+    curve = json.loads((root / "reports/plots/grpo_curve.json").read_text())
+    assert [r["step"] for r in curve] == list(range(1, len(curve) + 1)) and "reward" in curve[0]
+
+
+def test_dvc_metrics_show_fits_a_screen_and_carries_the_gate_verdict(in_workspace):
+    """Issue 14 item 5: `dvc metrics show` printed every key of every stage report (300 kB on one line at cpu);
+    now the evaluation's headline and the gate's verdict."""
+    shown = _dvc("metrics", "show")
+    lines = shown.stdout.splitlines()
+    assert len(lines) <= 4 and max(map(len, lines)) <= 230, shown.stdout
+    metrics = json.loads(_dvc("metrics", "show", "--json").stdout)
+    [(_, rev)] = metrics.items()
+    files = rev["data"]
+    assert set(files) == {"reports/headline.json", "reports/gate_verdict.json"}, set(files)
+    assert files["reports/gate_verdict.json"]["data"]["gate"]["passed"] is True
+    head = files["reports/headline.json"]["data"]
+    eval_json = json.loads(Path("reports/eval.json").read_text())
+    assert head["grpo"]["accuracy"] == round(eval_json["teachers"]["grpo"]["overall"]["taught_accuracy"], 4)
+    assert (
+        "teachers"
+        in json.loads(_dvc("metrics", "show", "--json", "reports/eval.json").stdout)[""]["data"]["reports/eval.json"][
+            "data"
+        ]
+    )  # every metric stays one command away
 
 
 def test_a_second_run_skips_from_dvc_state_and_registers_nothing_new(in_workspace, monkeypatch):

@@ -129,6 +129,19 @@ def test_gate_and_register_on_a_fresh_clone_refuse(project, capsys):
     assert main(["register"]) == 2
 
 
+def test_a_refusing_gate_leaves_no_verdict_of_an_earlier_run(project, capsys):
+    """Issue 14 item 5: `dvc metrics show` reads the gate's verdict; a gate that refuses must not leave the last
+    run's "passed" in place."""
+    from atlas.cli import main
+
+    (project / "reports").mkdir(exist_ok=True)
+    verdict = project / "reports/gate_verdict.json"
+    verdict.write_text(json.dumps({"gate": {"passed": True, "failed": ""}}))
+    assert main(["gate"]) == 2
+    assert "reports/eval.json is missing" in capsys.readouterr().err
+    assert not verdict.exists()
+
+
 def test_a_report_that_names_no_checkpoint_is_refused(project, capsys):
     """The old committed reports/eval.json (metrics without the hashes of what was evaluated) and an empty
     checkpoint folder: nothing passes, nothing is registered."""

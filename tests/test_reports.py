@@ -93,6 +93,45 @@ def _assert_png(path: Path) -> None:
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "temp files left behind"
 
 
+def test_headline_is_short_and_names_each_teacher(eval_json: dict) -> None:
+    """Issue 14 item 5: what `dvc metrics show` prints (reports/headline.json) is a few numbers per teacher."""
+    head = reports.headline(eval_json)
+    grpo = eval_json["teachers"]["grpo"]["overall"]
+    assert set(head) == {"student", "sft", "grpo", "grpo-sft"}  # `none` is the student alone
+    assert head["grpo-sft"] == {"delta": round(eval_json["paired"]["grpo-sft"]["difference"], 4)}
+    assert head["student"] == {"accuracy": round(eval_json["teachers"]["none"]["overall"]["baseline_accuracy"], 4)}
+    assert head["grpo"] == {
+        "accuracy": round(grpo["taught_accuracy"], 4),
+        "delta": round(grpo["accuracy_delta"], 4),
+        "ndr": round(grpo["non_degradation_rate"], 4),
+    }
+    paired = {**eval_json, "paired": {"grpo-sft": {"difference": 0.123456}}}
+    assert reports.headline(paired)["grpo-sft"] == {"delta": 0.1235}
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        ([], []),
+        ([{"step": 1, "reward": 0.5, "loss": 2.0}], [{"step": 1, "reward": 0.5}]),
+        ([{"step": 2, "rewards/rim/mean": 0.1, "kl": None}], [{"step": 2, "rewards_rim_mean": 0.1}]),
+        ([{"step": 3, "train_runtime": 9.0}, {"reward": 1.0}], []),  # the final summary; no step
+    ],
+)
+def test_curve_records_keep_logged_steps(history: list, expected: list) -> None:
+    assert reports.curve_records(history, ("reward", "rewards/rim/mean", "kl")) == expected
+
+
+def test_plot_records_put_teachers_and_kinds_side_by_side(eval_json: dict) -> None:
+    records = reports.plot_records(eval_json)
+    assert [r["teacher"] for r in records["teachers"]] == ["student alone", "SFT teacher", "GRPO teacher"]
+    by_kind = records["accuracy_by_kind"]
+    labels = [r["kind_teacher"] for r in by_kind][:3]
+    assert labels == ["add · student alone", "add · SFT teacher", "add · GRPO teacher"]
+    grpo_add = eval_json["teachers"]["grpo"]["per_kind"]["add"]["taught_accuracy"]
+    assert by_kind[2]["taught_accuracy"] == grpo_add
+
+
 def test_plots_write_pngs(eval_json: dict, tmp_path: Path) -> None:
     accuracy = reports.plot_accuracy_by_kind(eval_json, tmp_path / "plots" / "accuracy_by_kind.png")
     ndr = reports.plot_non_degradation(eval_json, tmp_path / "plots" / "non_degradation.png")

@@ -42,6 +42,15 @@ EVAL_OUTCOMES = REPORTS_DIR / "eval_outcomes.jsonl"
 EVAL_SUMMARY = REPORTS_DIR / "eval_summary.md"
 DEV_REPORTS_DIR = REPORTS_DIR / "dev"  # `atlas evaluate --split dev`: same files, for design decisions
 GATE_REPORT = REPORTS_DIR / "gate.json"
+# What `dvc metrics show` prints (one screen): the evaluation's headline and the gate's verdict; every stage report
+# above stays a DVC output, shown in full with `dvc metrics show <path>`.
+HEADLINE_METRICS = REPORTS_DIR / "headline.json"
+GATE_VERDICT = REPORTS_DIR / "gate_verdict.json"
+# Data plots for `dvc plots show|diff` (JSON lists of records; dvc.yaml's top-level `plots:` says how to draw them).
+PLOTS_DIR = REPORTS_DIR / "plots"
+GRPO_CURVE = PLOTS_DIR / "grpo_curve.json"
+TEACHERS_PLOT = PLOTS_DIR / "teachers.json"
+KINDS_PLOT = PLOTS_DIR / "accuracy_by_kind.json"
 STATE_DIR = Path(".atlas")
 SFT_WORK = Path("data/work/sft")
 RULE_WORK = Path("data/work/rule")
@@ -61,9 +70,14 @@ PRODUCED_BY: dict[Path, str] = {
     RULE_METRICS: "rule",
     GRPO_CHECKPOINT: "grpo",
     GRPO_METRICS: "grpo",
+    GRPO_CURVE: "grpo",
     EVAL_METRICS: "evaluate",
+    HEADLINE_METRICS: "evaluate",
+    TEACHERS_PLOT: "evaluate",
+    KINDS_PLOT: "evaluate",
     EVAL_OUTCOMES: "evaluate",
     GATE_REPORT: "gate",
+    GATE_VERDICT: "gate",
 }
 
 

@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from atlas.core.progress import track
+
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
@@ -83,13 +85,18 @@ class HFGenerator:
     ) -> list[list[Generation]]:
         """`num_samples` generations per prompt; greedy when temperature is 0. Deterministic for a given seed."""
         import torch
-        from tqdm.auto import tqdm
 
         texts = [self.render(p) for p in prompts for _ in range(num_samples)]
         flat: list[Generation] = []
         eos = self.tokenizer.eos_token_id
-        batches = range(0, len(texts), self.batch_size)
-        for index, start in enumerate(tqdm(batches, desc=desc or f"{self.name}: generate", disable=None, leave=False)):
+        batches = track(
+            range(0, len(texts), self.batch_size),
+            desc or f"{self.name}: generate",
+            len(texts),
+            "sequence",
+            size=lambda start: len(texts[start : start + self.batch_size]),
+        )
+        for index, start in enumerate(batches):
             ids = self._encode(texts[start : start + self.batch_size])
             inputs = self._batch(ids)
             torch.manual_seed(seed * 100_003 + index)
@@ -117,12 +124,15 @@ class HFGenerator:
     def logprob(self, prompts: list[Prompt], targets: list[str], desc: str | None = None) -> list[float]:
         """Sum of log p(target tokens | prompt) under teacher forcing: one forward pass per batch, no decoding."""
         import torch
-        from tqdm.auto import tqdm
 
         pairs = [(self.render(p), t) for p, t in zip(prompts, targets, strict=True)]
         scores: list[float] = []
-        for start in tqdm(
-            range(0, len(pairs), self.batch_size), desc=desc or f"{self.name}: score", disable=None, leave=False
+        for start in track(
+            range(0, len(pairs), self.batch_size),
+            desc or f"{self.name}: score",
+            len(pairs),
+            "sequence",
+            size=lambda start: len(pairs[start : start + self.batch_size]),
         ):
             chunk = pairs[start : start + self.batch_size]
             prompt_ids = self._encode([p for p, _ in chunk])

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
+from atlas.core import progress
 from atlas.core.errors import AtlasError
 from atlas.llm.generation import Generation, Messages, Prompt
 from atlas.llm.openai_client import OpenAICompatClient
@@ -248,8 +249,6 @@ class OpenAIGenerator:
     def _map_bounded(self, fn: Callable[[int, T], R], items: Sequence[T], desc: str) -> list[R]:
         """`fn(index, item)` for every item on at most `max_concurrency` threads; results in input order. The first
         error cancels what has not started yet and is raised."""
-        from tqdm.auto import tqdm
-
         if not items:
             return []
         results: list[Any] = [None] * len(items)
@@ -257,10 +256,10 @@ class OpenAIGenerator:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.name}-http") as pool:
             futures = {pool.submit(fn, i, item): i for i, item in enumerate(items)}
             try:
-                with tqdm(total=len(items), desc=desc, disable=None, leave=False) as bar:
+                with progress.bar(desc, len(items), "prompt") as advance:
                     for future in as_completed(futures):
                         results[futures[future]] = future.result()
-                        bar.update(1)
+                        advance(1)
             except BaseException:
                 for future in futures:
                     future.cancel()

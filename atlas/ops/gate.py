@@ -6,8 +6,9 @@ run: it reads reports/eval.json and first makes sure the report belongs to what 
 checkpoint and of the probe records that evaluate recorded must match the files now: a stale or foreign report is
 an error, never a pass), re-evaluates the champion when there is one of the candidate's lineage (cached per
 checkpoint, split and settings; a champion of another lineage is not compared, and the report says so), writes
-reports/gate.json (with the hashes it checked, for `register`), logs one line per check and raises `GateFailed`
-naming each failed check.
+reports/gate.json (with the hashes it checked, for `register`) and the short verdict reports/gate_verdict.json
+(`dvc metrics show`; removed first, so a gate that refuses leaves none), logs one line per check and raises
+`GateFailed` naming each failed check.
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def evaluated_checkpoint(cfg: AtlasConfig) -> tuple[dict, str]:
 
 def gate(cfg: AtlasConfig) -> dict:
     """Check the candidate against thresholds and the champion; raises GateFailed (naming each failed check)."""
+    paths.GATE_VERDICT.unlink(missing_ok=True)  # a gate that refuses below leaves no verdict of an earlier run
     result, sha = evaluated_checkpoint(cfg)
     name = cfg.gate.teacher
     candidate = result["teachers"][name]["overall"]
@@ -215,6 +217,8 @@ def gate(cfg: AtlasConfig) -> dict:
             "champion_note": note,
         }
         write_json(paths.GATE_REPORT, report)
+        failed = [c.name for c in checks if not c.passed]
+        write_json(paths.GATE_VERDICT, {"gate": {"passed": passed, "failed": ",".join(failed)}})
         if champ is not None:  # the teachers side by side with the champion, re-evaluated on this split
             from atlas.teaching.report import summary_markdown
 

@@ -97,6 +97,9 @@ def dvc_env(parent_run_id: str) -> dict[str, str]:
         tracking.PARENT_ENV: parent_run_id,
         "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
         "ATLAS_ARTIFACT_ROOT": tracking.artifact_root(),
+        # The stage's output is a pipe to the logs: tqdm's bars (transformers' "Loading weights", TRL's step bar)
+        # would turn each `\r` update into a log line; the stages log their progress instead (`atlas.core.progress`).
+        "TQDM_DISABLE": "1",
         **process.driver_env(),
     }
 

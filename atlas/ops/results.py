@@ -116,3 +116,23 @@ def results_markdown(cfg: AtlasConfig, run_id: str | None = None) -> str:
     ]
     body = summary_markdown(eval_json).split("\n", 2)[2]  # drop the "# Evaluation summary" title
     return "\n".join(head) + body
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to open a run of the tracking store `uri`: a link when it is an MLflow server, else the run id and how to
+    serve the store (`make ui` for the project's own one)."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow run: [{run_id}]({tracking._shown(uri).rstrip('/')}/{page})"
+    command = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    return (
+        f"MLflow run `{run_id}` in `{uri}`: serve the store with `{command}` (the project's own store: `make ui`), "
+        f"then open http://127.0.0.1:5000/{page}"
+    )
+
+
+def results_report(cfg: AtlasConfig, run_id: str) -> str:
+    """The results table of pipeline run `run_id` and where to open it in MLflow (the flow run's artifact)."""
+    table = results_markdown(cfg, run_id)
+    link = run_link(tracking.tracking_uri(), tracking.experiment_id(cfg.tracking.experiment), run_id)
+    return f"# ATLAS results\n\n{table}\n\n{link}\n"

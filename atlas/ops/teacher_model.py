@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd  # loaded by mlflow already; the predict type hint (MLflow reads it)
 
 from atlas.config import ModelSpec, ProtocolSettings
 from atlas.core import paths
@@ -182,9 +183,7 @@ class TeacherModel(mlflow.pyfunc.PythonModel):
         self.student = load_configured_student(config, device, self.protocol.batch_size)
         log.info("teacher loaded from %s; student: %s", teacher_dir, _student_name(self.student))
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # a DataFrame hint: no per-row hints
         rows = input_rows(model_input)
         return pd.DataFrame(teach_rows(self.protocol, self.teacher, self.student, rows), columns=list(OUTPUT_COLUMNS))
 
@@ -206,11 +205,8 @@ def signature():
 
 def pipeline_model_config(config_dir: Path = paths.CONFIG_DIR) -> dict[str, Any]:
     """The settings the teacher was trained and evaluated under (the run's section files), as the model's config."""
-    try:
-        protocol = read_json(config_dir / "protocol.json")["protocol"]
-        models = read_json(config_dir / "models.json")["models"]
-    except FileNotFoundError as exc:
-        raise AtlasError(f"{exc.filename} is missing: run `atlas config` (or `dvc repro config`) first") from None
+    protocol = read_json(config_dir / "protocol.json")["protocol"]  # missing: an InputError naming `atlas config`
+    models = read_json(config_dir / "models.json")["models"]
     settings = {"protocol": protocol, "teacher": models["teacher"], "device": models["device"]}
     settings["num_threads"] = models["num_threads"]
     settings["trained_for_student"] = models["student"]  # what it was trained and evaluated with (a record only)

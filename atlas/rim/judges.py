@@ -35,6 +35,15 @@ FIELD_LABELS = {
     "execution_mode": "execution_mode",
 }
 
+# The session judge's view of the learning memory (`atlas.rim.memory`): an input key, never a trajectory field.
+PRIOR_LEARNINGS = "prior_learnings"
+MEMORY_LABEL = "learnings_from_earlier_sessions"
+MEMORY_STEP = (
+    f"   The block {MEMORY_LABEL} lists learnings that earlier session evaluations recorded (with the number of "
+    "sessions that showed each). When this session shows one of those patterns, reuse its wording exactly; write a "
+    "new learning only for a pattern not listed; never report a recorded learning that this session does not show.\n"
+)
+
 TEACHING_CONTEXT = (
     "You sit on a panel that evaluates a teaching interaction: a teacher model wrote guidance for a student model, "
     "and the student then solved a problem with that guidance."
@@ -54,7 +63,14 @@ class JudgeSpec:
     panel: bool = True  # False: not a teaching-panel judge (cannot be enabled in active_judges)
 
     def material(self, inputs: Mapping[str, Any]) -> list[tuple[str, Any]]:
-        return [(FIELD_LABELS[f], inputs.get(f)) for f in self.fields if f != "baseline_accuracy"]
+        items = [(FIELD_LABELS[f], inputs.get(f)) for f in self.fields if f != "baseline_accuracy"]
+        if self._memory(inputs):
+            items.append((MEMORY_LABEL, list(inputs[PRIOR_LEARNINGS])))
+        return items
+
+    def _memory(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether the prompt shows learnings from the memory (session judges only, and only when there are some)."""
+        return self.output == "session" and bool(inputs.get(PRIOR_LEARNINGS))
 
     def trusted_facts(self, inputs: Mapping[str, Any]) -> list[str]:
         facts = []
@@ -85,7 +101,7 @@ class JudgeSpec:
             operator_focus=focus if focus is not None else cfg.judge_prompt,
             uncertainty_threshold=cfg.uncertainty_threshold,
             session=self.output == "session",
-            extra_steps=self.extra_steps,
+            extra_steps=self.extra_steps + (MEMORY_STEP if self._memory(inputs) else ""),
             arbiter=arbiter,
             max_field_chars=cfg.max_field_chars,
         )

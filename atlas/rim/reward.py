@@ -5,6 +5,7 @@
     reward.score_sync(question=[...], taught_response=[...], ...)   # from synchronous code, loop or not
     reward.evaluate(question=..., baseline_response=..., taught_response=..., teaching=...)
     reward.evaluate_session({"task": ..., "steps": [...], "final_answer": ...})
+    reward.evaluate_sessions([...], learnings=LearningMemory(path).context())   # many sessions, with the memory
 
 Per row, every active judge runs the two-tier ensemble (`ensemble.py`); all calls of a batch run concurrently
 under one `max_concurrency` semaphore. The row reward is the weighted mean of the judges that scored (`rows.py`).
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atlas.core.progress import Progress
 from atlas.rim.audit import JudgeResult, Usage
 from atlas.rim.backends import Backend, create_backend
 from atlas.rim.cache import NullCache, ReplyCache
@@ -31,7 +33,7 @@ from atlas.rim.config import RIMConfig, apply_rim_overrides, build_rim_config, l
 from atlas.rim.ensemble import run_judge
 from atlas.rim.judges import get_judge
 from atlas.rim.rows import RowResult, combine, rows_from_columns
-from atlas.rim.session import SessionTrajectory, evaluate_session, session_payload
+from atlas.rim.session import SessionTrajectory, evaluate_session, parse_trajectory, session_payload
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +135,14 @@ class RIMReward:
         specs = [get_judge(name, self.config) for name in names]
         async with self.runtime() as runtime:
             tasks = [asyncio.ensure_future(run_judge(spec, row, runtime)) for row in rows for spec in specs]
+            progress = Progress(f"RIM: {len(rows)} rows x {len(specs)} judges", len(tasks), unit="judgment")
+            for task in tasks:
+                task.add_done_callback(lambda _: progress.update(1))
             done, late = await asyncio.wait(tasks, timeout=deadline) if tasks else (set(), set())
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+            progress.close()
         outcomes = [None if task in late else task.result() for task in tasks]
         results, unscored = [], 0
         for i, row in enumerate(rows):
@@ -216,18 +222,44 @@ class RIMReward:
         (top-level keys named after the judges), the final `score`, a `rationale` and escalation info."""
         return run_sync(lambda: self.aevaluate(trajectory, **fields))
 
-    async def aevaluate_session(
-        self, trajectory: Mapping[str, Any] | SessionTrajectory, focus_prompt: str | None = None
-    ) -> dict[str, Any]:
+    async def aevaluate_sessions(
+        self,
+        trajectories: Sequence[Mapping[str, Any] | SessionTrajectory],
+        focus_prompt: str | None = None,
+        learnings: Sequence[Mapping[str, Any]] = (),
+    ) -> list[JudgeResult]:
+        """Judge whole sessions concurrently (one runtime: one semaphore, one cache). `learnings` (from the learning
+        memory, `LearningMemory.recent`) are shown to the judge of every session they are relevant to."""
+        parsed = [parse_trajectory(t, origin=f"trajectory {i + 1}") for i, t in enumerate(trajectories)]
         async with self.runtime() as runtime:
-            result = await evaluate_session(trajectory, runtime, focus_prompt)
+            results = await asyncio.gather(*(evaluate_session(t, runtime, focus_prompt, learnings) for t in parsed))
         self.last_usage = runtime.usage
         self.last_metrics = batch_metrics([], runtime.usage, [])
-        self.last_metrics["escalation_rate"] = float(result.escalated)
+        self.last_metrics["escalation_rate"] = sum(r.escalated for r in results) / len(results) if results else 0.0
+        return list(results)
+
+    def evaluate_sessions(
+        self,
+        trajectories: Sequence[Mapping[str, Any] | SessionTrajectory],
+        focus_prompt: str | None = None,
+        learnings: Sequence[Mapping[str, Any]] = (),
+    ) -> list[JudgeResult]:
+        return run_sync(lambda: self.aevaluate_sessions(trajectories, focus_prompt, learnings))
+
+    async def aevaluate_session(
+        self,
+        trajectory: Mapping[str, Any] | SessionTrajectory,
+        focus_prompt: str | None = None,
+        learnings: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        [result] = await self.aevaluate_sessions([trajectory], focus_prompt, learnings)
         return session_payload(result)
 
     def evaluate_session(
-        self, trajectory: Mapping[str, Any] | SessionTrajectory, focus_prompt: str | None = None
+        self,
+        trajectory: Mapping[str, Any] | SessionTrajectory,
+        focus_prompt: str | None = None,
+        learnings: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
         """The session JSON: principles, score, rationale, uncertainty, student_learning, teacher_learning."""
-        return run_sync(lambda: self.aevaluate_session(trajectory, focus_prompt))
+        return run_sync(lambda: self.aevaluate_session(trajectory, focus_prompt, learnings))

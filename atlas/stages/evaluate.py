@@ -16,6 +16,7 @@ from pathlib import Path
 from atlas.config import AtlasConfig
 from atlas.core import paths
 from atlas.core.io import write_json, write_jsonl
+from atlas.core.progress import Progress
 from atlas.stages.probe import load_probes
 from atlas.teaching.protocol import grade, guidance_leaks, teach, teacher_completions
 from atlas.teaching.records import ProbeRecord
@@ -86,9 +87,13 @@ def run(cfg: AtlasConfig, split: str = "eval") -> dict:
         raise AtlasError(f"{paths.PROBES} has no {split} problems: run the probe stage (data.dev_fraction > 0 for dev)")
     student = load_student(cfg)
     rows_by_teacher = {}
-    for name in cfg.evaluation.teachers:
-        teacher_dir = paths.TEACHER_CHECKPOINTS.get(name)  # `none`: the student alone
-        rows_by_teacher[name] = evaluate_teacher(cfg, student, name, teacher_dir, probes)
+    teachers = cfg.evaluation.teachers
+    with Progress(f"evaluate [{split}]", len(teachers) * len(probes), unit="problem") as done:
+        for number, name in enumerate(teachers, start=1):
+            log.info("evaluate [%s]: teacher %s (%d/%d), %d problems", split, name, number, len(teachers), len(probes))
+            teacher_dir = paths.TEACHER_CHECKPOINTS.get(name)  # `none`: the student alone
+            rows_by_teacher[name] = evaluate_teacher(cfg, student, name, teacher_dir, probes)
+            done.update(len(probes))
     result = evaluate_all(rows_by_teacher, bootstrap_samples=cfg.evaluation.bootstrap_samples, seed=cfg.evaluation.seed)
     result["inputs"] = evaluated_inputs(cfg)  # what the gate checks this report against
     if cfg.evaluation.rim:
@@ -147,9 +152,20 @@ def rim_judgments(
 
 
 def write_reports(result: dict) -> None:
+    """The summary, the images, the short headline (`dvc metrics show`) and the data plots (`dvc plots show`)."""
     from atlas.core.io import atomic_write_text
-    from atlas.teaching.report import plot_accuracy_by_kind, plot_non_degradation, summary_markdown
+    from atlas.teaching.report import (
+        headline,
+        plot_accuracy_by_kind,
+        plot_non_degradation,
+        plot_records,
+        summary_markdown,
+    )
 
     atomic_write_text(paths.EVAL_SUMMARY, summary_markdown(result))
+    write_json(paths.HEADLINE_METRICS, headline(result))
+    records = plot_records(result)
+    write_json(paths.TEACHERS_PLOT, records["teachers"])
+    write_json(paths.KINDS_PLOT, records["accuracy_by_kind"])
     plot_accuracy_by_kind(result, paths.REPORTS_DIR / "accuracy_by_kind.png")
     plot_non_degradation(result, paths.REPORTS_DIR / "non_degradation.png")

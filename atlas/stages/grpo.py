@@ -28,6 +28,17 @@ from atlas.teaching.records import ProbeRecord
 
 log = logging.getLogger(__name__)
 
+# The GRPO curve of `dvc plots show` (reports/plots/grpo_curve.json, one record per logged step; "/" becomes "_").
+CURVE_KEYS = (
+    "reward",
+    "rewards/teaching/mean",
+    "rewards/likelihood/mean",
+    "rewards/rim/mean",
+    "kl",
+    "teach/taught_accuracy",
+    "teach/degradation_rate",
+)
+
 
 def grpo_rows(probes: dict[str, ProbeRecord], tokenizer, probe_kind: str = "approach") -> list[dict]:
     return [
@@ -61,6 +72,7 @@ def run(
     """Train the teacher with GRPO from the SFT checkpoint; returns metrics (also in reports/grpo.json)."""
     from atlas.llm.models import load_causal_lm, load_tokenizer, resolve_device, save_model, setup_torch
     from atlas.llm.student import load_student
+    from atlas.teaching.report import curve_records
     from atlas.training.checkpoints import last_checkpoint, snapshot, weight_change
     from atlas.training.configs import check_stage_args
     from atlas.training.rollout import TeachingRollout, make_reward_funcs
@@ -111,6 +123,7 @@ def run(
         "last": _pick(history[-2] if len(history) > 1 else (history[-1] if history else {})),
     }
     write_json(paths.GRPO_METRICS, metrics)
+    write_json(paths.GRPO_CURVE, curve_records(history, CURVE_KEYS))
     shutil.rmtree(work_dir, ignore_errors=True)
     return metrics
 
@@ -142,7 +155,7 @@ def _pick(entry: dict) -> dict:
 def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device: str):
     from datasets import Dataset
 
-    from atlas.training.callbacks import KeepCheckpoints, MlflowMetricsCallback
+    from atlas.training.callbacks import KeepCheckpoints, LogProgress, MlflowMetricsCallback
     from atlas.training.configs import grpo_config
     from atlas.training.dynamic import DynamicGRPOTrainer
 
@@ -155,5 +168,9 @@ def _trainer(cfg, model, tokenizer, rows, funcs, weights, work_dir: Path, device
         args=grpo_config(cfg, work_dir, device, weights),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[MlflowMetricsCallback(prefix="grpo"), KeepCheckpoints(cfg.grpo.save_total_limit)],
+        callbacks=[
+            MlflowMetricsCallback(prefix="grpo"),
+            KeepCheckpoints(cfg.grpo.save_total_limit),
+            LogProgress("grpo steps"),
+        ],
     )

@@ -11,6 +11,7 @@ gold answer without guidance (the reference point of the likelihood reward), as 
 
 from __future__ import annotations
 
+import logging
 import statistics
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from atlas.config import AtlasConfig
 from atlas.core import paths
 from atlas.core.io import read_jsonl, write_json
 from atlas.teaching.records import ProbeRecord, read_probes, write_probes
+
+log = logging.getLogger(__name__)
 
 SPLIT_FILES = {"train": paths.TRAIN, "dev": paths.DEV, "eval": paths.EVAL}
 
@@ -50,7 +53,12 @@ def run(cfg: AtlasConfig) -> dict:
     from atlas.teaching.protocol import probe_records
 
     student = load_student(cfg)
-    records = probe_records(cfg.protocol, student, selected_problems())
+    problems = selected_problems()
+    log.info(
+        "probe: %d problems: %d baseline answers each, %s, and log p(gold)", len(problems), cfg.protocol.baseline_k,
+        "a probe each" if cfg.protocol.probe == "approach" else "the first answer as the probe",
+    )  # fmt: skip
+    records = probe_records(cfg.protocol, student, problems)
     write_probes(paths.PROBES, records)
     metrics = split_metrics(records)
     write_json(paths.PROBE_METRICS, metrics)

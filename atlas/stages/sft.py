@@ -213,7 +213,7 @@ def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str, 
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from atlas.training.callbacks import KeepCheckpoints, MlflowMetricsCallback
+    from atlas.training.callbacks import KeepCheckpoints, LogProgress, MlflowMetricsCallback
     from atlas.training.configs import lora_config, sft_config
 
     return SFTTrainer(
@@ -222,5 +222,9 @@ def _trainer(cfg: AtlasConfig, model, tokenizer, rows: list[dict], device: str, 
         train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]),
         processing_class=tokenizer,
         peft_config=lora_config(cfg.sft.lora),
-        callbacks=[MlflowMetricsCallback(prefix="sft"), KeepCheckpoints(cfg.sft.save_total_limit)],
+        callbacks=[
+            MlflowMetricsCallback(prefix="sft"),
+            KeepCheckpoints(cfg.sft.save_total_limit),
+            LogProgress("sft steps"),
+        ],
     )

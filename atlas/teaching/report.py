@@ -343,3 +343,65 @@ def plot_training_curves(history: Mapping[str, Sequence[tuple[int, float]]], pat
         ax.set_axis_off()
     fig.suptitle("Training curves")
     return _save_png(fig, path)
+
+
+# `reports/headline.json`, what `dvc metrics show` prints: per trained teacher its taught accuracy, the change over
+# the student alone and the non-degradation rate, the student's own accuracy, and the paired GRPO - SFT difference
+# (short names so the table fits a screen; docs/metrics.md defines each).
+HEADLINE_SHORT = {"taught_accuracy": "accuracy", "accuracy_delta": "delta", "non_degradation_rate": "ndr"}
+
+
+def headline(eval_json: Mapping[str, Any]) -> dict[str, Any]:
+    """The short headline of an evaluation report (values rounded to 4 places; a missing metric is left out)."""
+    teachers = _teachers(eval_json)
+    out: dict[str, Any] = {}
+    student = teachers.get("none") or next(iter(teachers.values()))
+    if (accuracy := _num(student["overall"], "baseline_accuracy")) is not None:
+        out["student"] = {"accuracy": round(accuracy, 4)}
+    for name, entry in teachers.items():
+        if name == "none":
+            continue
+        values = {short: _num(entry["overall"], key) for key, short in HEADLINE_SHORT.items()}
+        out[name] = {short: round(v, 4) for short, v in values.items() if v is not None}
+    paired = (eval_json.get("paired") or {}).get("grpo-sft")
+    if isinstance(paired, Mapping) and (diff := _num(paired, "difference")) is not None:
+        out["grpo-sft"] = {"delta": round(diff, 4)}
+    return out
+
+
+def plot_records(eval_json: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The evaluation's data plots as lists of records (what `dvc plots` reads): `teachers` (one row per teacher:
+    taught accuracy, non-degradation, change over the student) and `accuracy_by_kind` (one row per kind and teacher,
+    labelled `kind · teacher` so the bars of one kind stand together)."""
+    teachers = _teachers(eval_json)
+    rows = []
+    for name, entry in teachers.items():
+        m = entry["overall"]
+        rows.append(
+            {
+                "teacher": label(name),
+                "taught_accuracy": _num(m, "taught_accuracy"),
+                "non_degradation_rate": _num(m, "non_degradation_rate"),
+                "accuracy_delta": _num(m, "accuracy_delta"),
+            }
+        )
+    kinds = sorted({kind for entry in teachers.values() for kind in entry.get("per_kind") or {}})
+    by_kind = [
+        {"kind_teacher": f"{kind} · {label(name)}", "kind": kind, "teacher": label(name), "taught_accuracy": value}
+        for kind in kinds
+        for name, entry in teachers.items()
+        if (value := _num((entry.get("per_kind") or {}).get(kind) or {}, "taught_accuracy")) is not None
+    ]
+    return {"teachers": rows, "accuracy_by_kind": by_kind}
+
+
+def curve_records(log_history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One record per logged training step with the `keys` it has (a trainer's `state.log_history`; entries without
+    a step or without any of the keys, such as the final summary, are left out)."""
+    rows = []
+    for entry in log_history:
+        step = entry.get("step")
+        values = {k.replace("/", "_"): float(entry[k]) for k in keys if _num(entry, k) is not None}
+        if isinstance(step, int) and values:
+            rows.append({"step": step, **values})
+    return rows
