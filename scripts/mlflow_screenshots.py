@@ -13,8 +13,10 @@ chromium and a new empty profile:
   page of one interaction (the GRPO teacher's first guided row, else any teacher's), the columns that are not text
   hidden, its guidance cell clicked so the Preview panel shows the whole text; `teaching_trace_rim.png`: the same
   row's RIM rationale;
-- `compare_sft_grpo.png`: MLflow's Compare of that pipeline's SFT and GRPO runs (their metrics);
+- `compare_sft_grpo.png`: MLflow's Compare of the evaluate run's `teacher sft` and `teacher grpo` child runs (the
+  same metric names: taught accuracy, delta and its interval, non-degradation, tokens, RIM), differences only;
 - `compare_teachers.png`: the evaluate run's metrics of every teacher side by side (`taught_accuracy`);
+- `experiment_runs.png`: the experiment as it opens (the model-training view: its runs, nested under pipelines);
 
 and stops the server by its PID. It prints the PNGs it wrote.
 """
@@ -87,13 +89,13 @@ def pick_runs(uri: str, experiment: str) -> dict:
     evaluate = next((r for r in stage_runs("evaluate") if has_traces(r)), None)
     if evaluate is None:
         fail(f"no finished evaluate run in '{experiment}' has {TRACES} (run `atlas evaluate` with this project's code)")
-    parent = evaluate.data.tags.get("mlflow.parentRunId")
     picked = {"experiment_id": exp.experiment_id, "evaluate": evaluate}
-    for stage in ("sft", "grpo"):
-        runs = stage_runs(stage, parent) or stage_runs(stage)
+    for teacher in ("sft", "grpo"):
+        query = f"tags.`atlas.teacher` = '{teacher}' and tags.`mlflow.parentRunId` = '{evaluate.info.run_id}'"
+        runs = client.search_runs([exp.experiment_id], query)
         if not runs:
-            fail(f"no finished {stage} run in '{experiment}' to compare")
-        picked[stage] = runs[0]
+            fail(f"evaluate run {evaluate.info.run_id} has no `teacher {teacher}` child run (made since issue 14)")
+        picked[teacher] = runs[0]
     return picked
 
 
@@ -213,13 +215,16 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
             written.append(out / "teaching_trace_rim.png")
             page.screenshot(path=written[-1])
 
-        # (b) MLflow's Compare of the SFT and GRPO runs
+        # (b) MLflow's Compare of the SFT and GRPO teachers (the evaluate run's child runs), differences only
         ids = json.dumps([runs["sft"].info.run_id, runs["grpo"].info.run_id])
         page.goto(f"{url}/#/compare-runs?runs={ids}&experiments={json.dumps([exp])}")
         page.get_by_text("Run ID", exact=False).first.wait_for(timeout=60_000)
         quiet_ui(page)
-        page.get_by_text("Metrics", exact=True).last.scroll_into_view_if_needed(timeout=20_000)
-        page.mouse.wheel(0, 300)
+        metrics = page.get_by_text("Metrics", exact=True).last
+        metrics.scroll_into_view_if_needed(timeout=20_000)
+        with contextlib.suppress(Exception):  # the switch under the Metrics heading
+            page.get_by_text("Show diff only", exact=True).last.click(timeout=5_000)
+        metrics.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(1_500)
         written.append(out / "compare_sft_grpo.png")
         page.screenshot(path=written[-1])
@@ -232,6 +237,13 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
             page.get_by_placeholder("Search", exact=False).first.fill("taught_accuracy", timeout=10_000)
         page.wait_for_timeout(2_000)
         written.append(out / "compare_teachers.png")
+        page.screenshot(path=written[-1])
+
+        # (d) the experiment as it opens: the runs table of the model-training view
+        page.goto(f"{url}/#/experiments/{exp}")
+        page.wait_for_timeout(4_000)
+        quiet_ui(page)
+        written.append(out / "experiment_runs.png")
         page.screenshot(path=written[-1])
         browser.close()
     return written

@@ -122,6 +122,8 @@ def test_the_rim_reward_logs_its_explanations_and_escalation_rate(project, tmp_p
     )
     assert scores == [pytest.approx(0.8)] * 2
     assert metrics["escalation_rate"] == escalation_rate and metrics["rim_rewards/accuracy"] == pytest.approx(0.8)
+    others = set(metrics) - {"escalation_rate"} - {m for m in metrics if m.startswith("rim_rewards/")}
+    assert others and all(m.startswith("rim/") for m in others), others  # `rim/calls`, not a bare `calls`
     assert set(extra) == {"rim_rationale", "rim_escalated", "rim_judges"} and all(len(v) == 2 for v in extra.values())
     judges = rim.judge.config.enabled_judges()
     assert all(f"{name}: scripted judgment" in text for text in extra["rim_rationale"] for name in judges)

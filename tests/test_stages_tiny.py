@@ -275,6 +275,28 @@ def test_stage_runs_are_tracked(in_tiny):
     assert grpo_run.data.params["grpo.max_steps"] == "3"
 
 
+def test_each_teacher_is_a_child_run_of_the_evaluation_for_compare(in_tiny):
+    """Issue 14 item 4: the SFT and GRPO stage runs log different metrics (Compare showed NaN against NaN); one child
+    run per teacher under the evaluate run carries the same metric names, so Compare puts teachers side by side."""
+    from mlflow import MlflowClient
+
+    from atlas.ops.tracking import TEACHER_TAG, experiment_id
+
+    root, _ = in_tiny
+    client = MlflowClient()
+    runs = client.search_runs([experiment_id("atlas")])
+    [evaluate] = [r for r in runs if r.data.tags.get("atlas.stage") == "evaluate"]
+    children = {r.data.tags[TEACHER_TAG]: r for r in runs if TEACHER_TAG in r.data.tags}
+    teachers = json.loads((root / paths.EVAL_METRICS).read_text())["teachers"]
+    assert set(children) == set(teachers)
+    for name, run in children.items():
+        assert run.data.tags["mlflow.parentRunId"] == evaluate.info.run_id and run.info.status == "FINISHED"
+        overall = teachers[name]["overall"]
+        assert run.data.metrics["taught_accuracy"] == pytest.approx(overall["taught_accuracy"])
+        assert run.data.metrics["non_degradation_rate"] == pytest.approx(overall["non_degradation_rate"])
+    assert set(children["sft"].data.metrics) == set(children["grpo"].data.metrics)  # nothing NaN in Compare
+
+
 def test_evaluation_logs_browsable_teaching_traces(in_tiny):
     """Issue 14 item 3: the evaluate run carries each interaction's text as an MLflow table."""
     from mlflow import MlflowClient

@@ -209,6 +209,7 @@ def _log_evaluation(cfg: AtlasConfig, result: dict) -> None:
         tracking.log_metrics(teacher.get("rim", {}), prefix=f"{name}.rim")
     for pair, difference in result.get("paired", {}).items():  # e.g. paired.grpo-sft.difference / .ci_low
         tracking.log_metrics(difference, prefix=f"paired.{pair}")
+    tracking.log_teacher_runs(cfg, result["teachers"])  # `teacher sft` vs `teacher grpo` in MLflow's Compare
     for path in (paths.EVAL_METRICS, paths.EVAL_OUTCOMES, paths.EVAL_SUMMARY):
         tracking.log_artifact(path, "eval")
     _log_problem_table()

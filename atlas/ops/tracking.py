@@ -229,6 +229,29 @@ def stage_run(cfg: AtlasConfig, stage: str, tags: dict[str, str] | None = None) 
         yield run
 
 
+TEACHER_TAG = "atlas.teacher"
+
+
+def log_teacher_runs(cfg: AtlasConfig, teachers: dict[str, dict[str, Any]]) -> list[str]:
+    """One child run of the active (evaluate) run per teacher, each with the same metric names (`taught_accuracy`,
+    `accuracy_delta`, ..., `rim.*`) and tag `atlas.teacher`, so MLflow's Compare puts the SFT and GRPO teachers side
+    by side. Returns the run ids."""
+    mlflow = get_mlflow()
+    parent = mlflow.active_run()
+    if not is_main_process() or parent is None:
+        return []
+    ids = []
+    for name, teacher in teachers.items():
+        tags = {**_base_tags(cfg), TEACHER_TAG: name, "mlflow.parentRunId": parent.info.run_id}
+        with mlflow.start_run(
+            experiment_id=parent.info.experiment_id, run_name=f"teacher {name} [{cfg.preset}]", tags=tags, nested=True
+        ) as run:
+            log_metrics(teacher["overall"])
+            log_metrics(teacher.get("rim", {}), prefix="rim")
+            ids.append(run.info.run_id)
+    return ids
+
+
 def _params(cfg: AtlasConfig) -> dict[str, str]:
     return {k: str(v)[:500] for k, v in config_to_flat_dict(cfg).items()}
 

@@ -158,10 +158,17 @@ class LikelihoodReward:
         ]
 
 
+def rim_metric_name(name: str) -> str:
+    """The judge's batch metric as GRPO logs it: `rim_rewards/<judge>` and `escalation_rate` as the reward-system
+    document names them, the rest under `rim/` (`rim/calls`, `rim/cost_usd`, `rim/unscored_rate`, ...), so they do
+    not read as TRL's own (`num_tokens` beside the judges' `tokens`)."""
+    return name if name.startswith("rim_rewards/") or name == "escalation_rate" else f"rim/{name}"
+
+
 class RolloutRIMReward:
     """The RIM judge ensemble on each completion's interaction (the guidance the student saw and its answer).
 
-    Per batch it logs the judge's metrics (`rim_rewards/<judge>`, `escalation_rate`, ...) through TRL's `log_metric`,
+    Per batch it logs the judge's metrics (`rim_rewards/<judge>`, `escalation_rate`, `rim/...`) through TRL's `log_metric`,
     and each completion's explanation (`rim_rationale`, `rim_escalated`, `rim_judges`: `judgment_columns`) through
     TRL's `log_extra` (columns of TRL's completions table) and into `explanations`, which
     `atlas.training.callbacks.MlflowRimExplanationsCallback` empties into the stage's MLflow run at each logging step
@@ -198,7 +205,7 @@ class RolloutRIMReward:
         scores = await self.judge(prompts, completions, **columns)
         if log_metric is not None:
             for name, value in self.judge.last_metrics.items():
-                log_metric(name, value)
+                log_metric(rim_metric_name(name), value)
         explained = [judgment_columns(judgment_summary(r)) for r in self.judge.last_results]
         if len(explained) != len(scores):  # a judge that does not keep its results: nothing to explain
             explained = [judgment_columns(None)] * len(scores)
