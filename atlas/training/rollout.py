@@ -168,9 +168,9 @@ def rim_metric_name(name: str) -> str:
 class RolloutRIMReward:
     """The RIM judge ensemble on each completion's interaction (the guidance the student saw and its answer).
 
-    Per batch it logs the judge's metrics (`rim_rewards/<judge>`, `escalation_rate`, `rim/...`) through TRL's `log_metric`,
-    and each completion's explanation (`rim_rationale`, `rim_escalated`, `rim_judges`: `judgment_columns`) through
-    TRL's `log_extra` (columns of TRL's completions table) and into `explanations`, which
+    Per batch it logs the judge's metrics (`rim_rewards/<judge>`, `escalation_rate`, `rim/...`: `rim_metric_name`)
+    through TRL's `log_metric`, and each completion's explanation (`rim_rationale`, `rim_escalated`, `rim_judges`:
+    `judgment_columns`) through TRL's `log_extra` (columns of TRL's completions table) and into `explanations`, which
     `atlas.training.callbacks.MlflowRimExplanationsCallback` empties into the stage's MLflow run at each logging step
     (TRL hands `log_extra` columns only to its console print, parquet files and W&B / Trackio, never to MLflow)."""
 
