@@ -48,6 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TRACES = "eval/teaching_traces.json"
+MODEL_TRAINING = "workflowType=machine_learning"  # MLflow UI's query parameter for its model-training view
 # Columns of the traces table hidden in the screenshot, so the texts of one interaction fit on the screen.
 HIDDEN = ("kind", "ground_truth", "student_correct", "probe", "silent", "baseline_accuracy", "taught_accuracy")
 HIDDEN += ("leaked", "teaching_tokens", "rim_judges")
@@ -200,7 +201,7 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
         page = browser.new_page()
 
         # (a) the teaching traces table at the page of one interaction, its guidance and RIM rationale previewed
-        page.goto(f"{url}/#/experiments/{exp}/runs/{evaluate}/artifacts/{TRACES}")
+        page.goto(f"{url}/#/experiments/{exp}/runs/{evaluate}/artifacts/{TRACES}?{MODEL_TRAINING}")
         page.get_by_text("problem", exact=True).first.wait_for(timeout=60_000)
         quiet_ui(page)
         hide_columns(page, HIDDEN)
@@ -217,20 +218,20 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
 
         # (b) MLflow's Compare of the SFT and GRPO teachers (the evaluate run's child runs), differences only
         ids = json.dumps([runs["sft"].info.run_id, runs["grpo"].info.run_id])
-        page.goto(f"{url}/#/compare-runs?runs={ids}&experiments={json.dumps([exp])}")
+        page.goto(f"{url}/#/compare-runs?runs={ids}&experiments={json.dumps([exp])}&{MODEL_TRAINING}")
         page.get_by_text("Run ID", exact=False).first.wait_for(timeout=60_000)
         quiet_ui(page)
         metrics = page.get_by_text("Metrics", exact=True).last
         metrics.scroll_into_view_if_needed(timeout=20_000)
-        with contextlib.suppress(Exception):  # the switch under the Metrics heading
-            page.get_by_text("Show diff only", exact=True).last.click(timeout=5_000)
+        with contextlib.suppress(Exception):  # the switch under the Metrics heading (Parameters, Metrics, Tags)
+            page.get_by_text("Show diff only", exact=True).nth(1).click(timeout=5_000)
         metrics.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(1_500)
         written.append(out / "compare_sft_grpo.png")
         page.screenshot(path=written[-1])
 
         # (c) the evaluation's metrics of each teacher side by side (the evaluate run's model metrics)
-        page.goto(f"{url}/#/experiments/{exp}/runs/{evaluate}/model-metrics")
+        page.goto(f"{url}/#/experiments/{exp}/runs/{evaluate}/model-metrics?{MODEL_TRAINING}")
         page.wait_for_timeout(3_000)
         quiet_ui(page)
         with contextlib.suppress(Exception):
@@ -239,10 +240,15 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
         written.append(out / "compare_teachers.png")
         page.screenshot(path=written[-1])
 
-        # (d) the experiment as it opens: the runs table of the model-training view
-        page.goto(f"{url}/#/experiments/{exp}")
+        # (d) the experiment in the model-training view (MLflow 3.17's UI starts in its GenAI view whatever the
+        # experiment's `mlflow.experimentKind`; every page here, and the link `make ui` prints, carries the query
+        # parameter of the model-training view)
+        page.goto(f"{url}/#/experiments/{exp}/runs?{MODEL_TRAINING}")
         page.wait_for_timeout(4_000)
         quiet_ui(page)
+        with contextlib.suppress(Exception):  # unfold the pipeline run: its stage runs nested under it
+            page.get_by_role("row").filter(has_text="pipeline [").first.locator("button").first.click(timeout=5_000)
+            page.wait_for_timeout(1_500)
         written.append(out / "experiment_runs.png")
         page.screenshot(path=written[-1])
         browser.close()

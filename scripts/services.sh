@@ -58,7 +58,8 @@ case "${1:-}" in
     start mlflow-ui "$BIN/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
       --backend-store-uri "sqlite:///$PWD/mlruns.db" --default-artifact-root "$PWD/mlartifacts"
     wait_for mlflow-ui "health http://127.0.0.1:${MLFLOW_PORT}/health" 60
-    echo "MLflow UI http://127.0.0.1:${MLFLOW_PORT}"
+    # MLflow 3.17's UI opens in its GenAI view; the query parameter opens the model-training view (runs, Compare).
+    echo "MLflow UI http://127.0.0.1:${MLFLOW_PORT}/#/experiments?workflowType=machine_learning"
     ;;
   stop)
     stop_one prefect-serve

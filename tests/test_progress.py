@@ -184,11 +184,11 @@ def test_a_stage_run_by_dvc_streams_its_progress_lines_to_log_line(in_tiny, tmp_
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("http://127.0.0.1:5000", "MLflow run: [abc](http://127.0.0.1:5000/#/experiments/7/runs/abc)"),
-        ("https://user:secret@mlflow.example:8443/", "MLflow run: [abc](https://mlflow.example:8443/#/experiments/7/runs/abc)"),
+        ("http://127.0.0.1:5000", "MLflow run: [abc](http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning)"),
+        ("https://user:secret@mlflow.example:8443/", "MLflow run: [abc](https://mlflow.example:8443/#/experiments/7/runs/abc?workflowType=machine_learning)"),
         ("sqlite:////srv/p/mlruns.db", "MLflow run `abc` in `sqlite:////srv/p/mlruns.db`: serve the store with "
          "`mlflow ui --backend-store-uri sqlite:////srv/p/mlruns.db --host 127.0.0.1 --port 5000` (the project's own "
-         "store: `make ui`), then open http://127.0.0.1:5000/#/experiments/7/runs/abc"),
+         "store: `make ui`), then open http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"),
     ],
 )  # fmt: skip
 def test_the_results_artifact_links_the_mlflow_run(uri, expected):

@@ -118,10 +118,16 @@ def results_markdown(cfg: AtlasConfig, run_id: str | None = None) -> str:
     return "\n".join(head) + body
 
 
+# MLflow 3.17's UI opens in its GenAI view (an empty traces overview) whatever the experiment's
+# `mlflow.experimentKind`; this query parameter opens the model-training view (runs, metrics, Compare), and the UI
+# keeps it while one navigates.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     """Where to open a run of the tracking store `uri`: a link when it is an MLflow server, else the run id and how to
     serve the store (`make ui` for the project's own one)."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
     if uri.startswith(("http://", "https://")):
         return f"MLflow run: [{run_id}]({tracking._shown(uri).rstrip('/')}/{page})"
     command = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
