@@ -16,7 +16,9 @@ chromium and a new empty profile:
 - `compare_sft_grpo.png`: MLflow's Compare of the evaluate run's `teacher sft` and `teacher grpo` child runs (the
   same metric names: taught accuracy, delta and its interval, non-degradation, tokens, RIM), differences only;
 - `compare_teachers.png`: the evaluate run's metrics of every teacher side by side (`taught_accuracy`);
-- `experiment_runs.png`: the experiment as it opens (the model-training view: its runs, nested under pipelines);
+- `grpo_rim_explanations.png`: the GRPO run's `grpo/rim_explanations.json` (each completion's guidance, taught
+  answer and RIM judgment per logging step), when GRPO's reward had RIM in it;
+- `experiment_runs.png`: the experiment in the model-training view: its runs, nested under pipelines;
 
 and stops the server by its PID. It prints the PNGs it wrote.
 """
@@ -48,6 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TRACES = "eval/teaching_traces.json"
+EXPLANATIONS = "grpo/rim_explanations.json"
 MODEL_TRAINING = "workflowType=machine_learning"  # MLflow UI's query parameter for its model-training view
 # Columns of the traces table hidden in the screenshot, so the texts of one interaction fit on the screen.
 HIDDEN = ("kind", "ground_truth", "student_correct", "probe", "silent", "baseline_accuracy", "taught_accuracy")
@@ -91,6 +94,10 @@ def pick_runs(uri: str, experiment: str) -> dict:
     if evaluate is None:
         fail(f"no finished evaluate run in '{experiment}' has {TRACES} (run `atlas evaluate` with this project's code)")
     picked = {"experiment_id": exp.experiment_id, "evaluate": evaluate}
+    parent = evaluate.data.tags.get("mlflow.parentRunId")
+    grpo = stage_runs("grpo", parent) or stage_runs("grpo")
+    explained = grpo and any(a.path == EXPLANATIONS for a in client.list_artifacts(grpo[0].info.run_id, "grpo"))
+    picked["explained_grpo"] = grpo[0] if explained else None
     for teacher in ("sft", "grpo"):
         query = f"tags.`atlas.teacher` = '{teacher}' and tags.`mlflow.parentRunId` = '{evaluate.info.run_id}'"
         runs = client.search_runs([exp.experiment_id], query)
@@ -239,6 +246,16 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
         page.wait_for_timeout(2_000)
         written.append(out / "compare_teachers.png")
         page.screenshot(path=written[-1])
+
+        # (e) GRPO's RIM explanations per logging step, when its run has them (RIM in the reward)
+        grpo = runs["explained_grpo"]
+        if grpo is not None:
+            page.goto(f"{url}/#/experiments/{exp}/runs/{grpo.info.run_id}/artifacts/{EXPLANATIONS}?{MODEL_TRAINING}")
+            page.get_by_text("rim_rationale", exact=True).first.wait_for(timeout=60_000)
+            quiet_ui(page)
+            page.wait_for_timeout(1_000)
+            written.append(out / "grpo_rim_explanations.png")
+            page.screenshot(path=written[-1])
 
         # (d) the experiment in the model-training view (MLflow 3.17's UI starts in its GenAI view whatever the
         # experiment's `mlflow.experimentKind`; every page here, and the link `make ui` prints, carries the query
