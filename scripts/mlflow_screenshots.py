@@ -197,6 +197,11 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
     exp, evaluate = runs["experiment_id"], runs["evaluate"].info.run_id
     index, values = row
     written = []
+
+    def shot(name: str) -> None:
+        written.append(out / name)
+        page.screenshot(path=written[-1])
+
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             profile,
@@ -216,12 +221,10 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
             page.locator("[title='Next Page']").first.click(timeout=10_000)
             page.wait_for_timeout(300)
         preview_cell(page, values["id"], values["guidance"] or values["problem"])
-        written.append(out / "teaching_trace.png")
-        page.screenshot(path=written[-1])
+        shot("teaching_trace.png")
         if values["rim_rationale"]:
             preview_cell(page, values["id"], values["rim_rationale"])
-            written.append(out / "teaching_trace_rim.png")
-            page.screenshot(path=written[-1])
+            shot("teaching_trace_rim.png")
 
         # (b) MLflow's Compare of the SFT and GRPO teachers (the evaluate run's child runs), differences only
         ids = json.dumps([runs["sft"].info.run_id, runs["grpo"].info.run_id])
@@ -234,8 +237,7 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
             page.get_by_text("Show diff only", exact=True).nth(1).click(timeout=5_000)
         metrics.evaluate("e => e.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(1_500)
-        written.append(out / "compare_sft_grpo.png")
-        page.screenshot(path=written[-1])
+        shot("compare_sft_grpo.png")
 
         # (c) the evaluation's metrics of each teacher side by side (the evaluate run's model metrics)
         page.goto(f"{url}/#/experiments/{exp}/runs/{evaluate}/model-metrics?{MODEL_TRAINING}")
@@ -244,20 +246,18 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
         with contextlib.suppress(Exception):
             page.get_by_placeholder("Search", exact=False).first.fill("taught_accuracy", timeout=10_000)
         page.wait_for_timeout(2_000)
-        written.append(out / "compare_teachers.png")
-        page.screenshot(path=written[-1])
+        shot("compare_teachers.png")
 
-        # (e) GRPO's RIM explanations per logging step, when its run has them (RIM in the reward)
+        # (d) GRPO's RIM explanations per logging step, when its run has them (RIM in the reward)
         grpo = runs["explained_grpo"]
         if grpo is not None:
             page.goto(f"{url}/#/experiments/{exp}/runs/{grpo.info.run_id}/artifacts/{EXPLANATIONS}?{MODEL_TRAINING}")
             page.get_by_text("rim_rationale", exact=True).first.wait_for(timeout=60_000)
             quiet_ui(page)
             page.wait_for_timeout(1_000)
-            written.append(out / "grpo_rim_explanations.png")
-            page.screenshot(path=written[-1])
+            shot("grpo_rim_explanations.png")
 
-        # (d) the experiment in the model-training view (MLflow 3.17's UI starts in its GenAI view whatever the
+        # (e) the experiment in the model-training view (MLflow 3.17's UI starts in its GenAI view whatever the
         # experiment's `mlflow.experimentKind`; every page here, and the link `make ui` prints, carries the query
         # parameter of the model-training view)
         page.goto(f"{url}/#/experiments/{exp}/runs?{MODEL_TRAINING}")
@@ -266,8 +266,7 @@ def screenshots(url: str, runs: dict, row: tuple[int, dict], out: Path, chromium
         with contextlib.suppress(Exception):  # unfold the pipeline run: its stage runs nested under it
             page.get_by_role("row").filter(has_text="pipeline [").first.locator("button").first.click(timeout=5_000)
             page.wait_for_timeout(1_500)
-        written.append(out / "experiment_runs.png")
-        page.screenshot(path=written[-1])
+        shot("experiment_runs.png")
         browser.close()
     return written
 

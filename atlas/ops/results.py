@@ -129,7 +129,7 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     serve the store (`make ui` for the project's own one)."""
     page = f"#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
     if uri.startswith(("http://", "https://")):
-        return f"MLflow run: [{run_id}]({tracking._shown(uri).rstrip('/')}/{page})"
+        return f"MLflow run: [{run_id}]({tracking.without_credentials(uri).rstrip('/')}/{page})"
     command = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
     return (
         f"MLflow run `{run_id}` in `{uri}`: serve the store with `{command}` (the project's own store: `make ui`), "

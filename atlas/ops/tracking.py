@@ -62,8 +62,8 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _shown(uri: str) -> str:
-    """The URI without credentials."""
+def without_credentials(uri: str) -> str:
+    """The URI without credentials (what messages and links show; `atlas.ops.results.run_link` too)."""
     parts = urlsplit(uri)
     if parts.username or parts.password:
         host = parts.hostname or ""
@@ -83,17 +83,18 @@ def check_store(uri: str | None = None) -> None:
         import httpx
 
         timeout = httpx.Timeout(STORE_ANSWER_TIMEOUT, connect=STORE_CONNECT_TIMEOUT)
+        shown = without_credentials(uri)
         try:
             status = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout).status_code
         except httpx.TimeoutException:
             raise AtlasError(
-                f"MLflow tracking server {_shown(uri)} did not answer within {STORE_ANSWER_TIMEOUT:g} s: {fix}"
+                f"MLflow tracking server {shown} did not answer within {STORE_ANSWER_TIMEOUT:g} s: {fix}"
             ) from None
         except httpx.HTTPError as exc:
             reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-            raise AtlasError(f"MLflow tracking server {_shown(uri)} is not reachable ({reason}): {fix}") from None
+            raise AtlasError(f"MLflow tracking server {shown} is not reachable ({reason}): {fix}") from None
         if status not in (200, 401, 403):
-            raise AtlasError(f"{_shown(uri)}/health answered HTTP {status}: is MLFLOW_TRACKING_URI an MLflow server?")
+            raise AtlasError(f"{shown}/health answered HTTP {status}: is MLFLOW_TRACKING_URI an MLflow server?")
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
